@@ -1,0 +1,15 @@
+from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
+
+from .roles import role_of
+
+
+def navigation(request):
+    """The navigation entries this user may open; only pages that exist and that the role can use."""
+    user = getattr(request, "user", None)
+    if user is None or role_of(user) is None:
+        return {"nav_items": [], "user_role": None}
+    items = [("leads", _("Leads"), reverse("leads:list"))]
+    if user.is_staff:
+        items.append(("admin", _("Admin"), reverse("admin:index")))
+    return {"nav_items": items, "user_role": role_of(user)}

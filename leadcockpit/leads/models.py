@@ -1,0 +1,565 @@
+"""The lead record: companies, leads, their online activity and sales protocol, campaigns and the lifecycle trail."""
+
+import json
+import uuid
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from django_countries.fields import CountryField
+
+from leadcockpit.accounts.models import User
+from leadcockpit.accounts.roles import Role, role_of
+from leadcockpit.core.models import ReferenceData
+
+PROPERTIES_MAX_BYTES = 2048
+
+
+def normalise_email(email: str) -> str:
+    """The one spelling of an address that uniqueness is judged on: trimmed and lower-cased."""
+    return (email or "").strip().lower()
+
+
+def validate_properties_size(value):
+    if not isinstance(value, dict):
+        raise ValidationError(_("Properties must be a JSON object."), code="invalid")
+    size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+    if size > PROPERTIES_MAX_BYTES:
+        raise ValidationError(
+            _("Properties are %(size)d bytes; at most %(limit)d are kept."),
+            code="too_large",
+            params={"size": size, "limit": PROPERTIES_MAX_BYTES},
+        )
+
+
+class Channel(ReferenceData):
+    """A marketing channel (webinar, email, trade fair, paid search, …) that campaigns and touchpoints belong to."""
+
+    is_paid = models.BooleanField(_("paid channel"), default=False)
+
+    class Meta(ReferenceData.Meta):
+        verbose_name = _("channel")
+        verbose_name_plural = _("channels")
+
+
+class LifecycleStage(ReferenceData):
+    """A stage of the lead lifecycle, from MGL through the sales stages to won, lost and customer care."""
+
+    class Phase(models.TextChoices):
+        MARKETING = "marketing", _("Marketing")
+        HANDOVER = "handover", _("Handover")
+        SALES = "sales", _("Sales")
+        CLOSED = "closed", _("Closed")
+        CUSTOMER = "customer", _("Customer")
+
+    phase = models.CharField(_("phase"), max_length=10, choices=Phase.choices)
+
+    class Meta(ReferenceData.Meta):
+        verbose_name = _("lifecycle stage")
+        verbose_name_plural = _("lifecycle stages")
+
+
+class Industry(models.TextChoices):
+    SOFTWARE = "software", _("Software & IT services")
+    MANUFACTURING = "manufacturing", _("Manufacturing & machinery")
+    AUTOMOTIVE = "automotive", _("Automotive")
+    CHEMICALS = "chemicals", _("Chemicals & pharma")
+    FINANCE = "finance", _("Banking & financial services")
+    INSURANCE = "insurance", _("Insurance")
+    HEALTHCARE = "healthcare", _("Healthcare")
+    RETAIL = "retail", _("Retail & e-commerce")
+    LOGISTICS = "logistics", _("Logistics & transport")
+    ENERGY = "energy", _("Energy & utilities")
+    TELECOM = "telecom", _("Telecommunications")
+    PUBLIC = "public", _("Public sector")
+    EDUCATION = "education", _("Education")
+    CONSULTING = "consulting", _("Consulting & professional services")
+    MEDIA = "media", _("Media & publishing")
+    CONSTRUCTION = "construction", _("Construction & real estate")
+    OTHER = "other", _("Other")
+
+
+class Company(models.Model):
+    """The organisation a lead works for (the account)."""
+
+    name = models.CharField(_("name"), max_length=200)
+    domain = models.CharField(_("web domain"), max_length=253, blank=True)
+    industry = models.CharField(_("industry"), max_length=20, choices=Industry.choices, blank=True)
+    employee_count = models.PositiveIntegerField(_("employees"), null=True, blank=True)
+    annual_revenue = models.DecimalField(
+        _("annual revenue (EUR)"), max_digits=15, decimal_places=0, null=True, blank=True
+    )
+    country = CountryField(_("country"), blank=True)
+    region = models.CharField(_("region"), max_length=100, blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("company")
+        verbose_name_plural = _("companies")
+        constraints = [
+            models.UniqueConstraint(fields=["domain"], condition=~Q(domain=""), name="company_domain_unique"),
+        ]
+        indexes = [models.Index(fields=["name"], name="company_name_idx")]
+
+    def __str__(self):
+        return self.name
+
+
+class Campaign(models.Model):
+    """A marketing campaign on one channel, with its cost over a period."""
+
+    name = models.CharField(_("name"), max_length=200, unique=True)
+    channel = models.ForeignKey(Channel, verbose_name=_("channel"), on_delete=models.PROTECT)
+    utm_campaign = models.SlugField(
+        _("UTM campaign"),
+        max_length=100,
+        unique=True,
+        null=True,
+        blank=True,
+        help_text=_("The utm_campaign value that links tracked visits to this campaign."),
+    )
+    cost = models.DecimalField(_("cost (EUR)"), max_digits=12, decimal_places=2, default=0)
+    starts_on = models.DateField(_("starts on"))
+    ends_on = models.DateField(_("ends on"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["-starts_on", "name"]
+        verbose_name = _("campaign")
+        verbose_name_plural = _("campaigns")
+        constraints = [
+            models.CheckConstraint(condition=Q(cost__gte=0), name="campaign_cost_not_negative"),
+            models.CheckConstraint(
+                condition=Q(ends_on__isnull=True) | Q(ends_on__gte=models.F("starts_on")),
+                name="campaign_ends_after_start",
+            ),
+        ]
+
+    def __str__(self):
+        return self.name
+
+
+class LeadQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        """The leads this user may see: admin and marketing all, a manager their team's, a rep their own."""
+        role = role_of(user)
+        if role in (Role.ADMIN, Role.MARKETING):
+            return self.all()
+        if role == Role.SALES_MANAGER and user.team_id:
+            team = User.objects.filter(team_id=user.team_id).values("pk")
+            return self.filter(Q(owner=user) | Q(owner__in=team))
+        if role in (Role.SALES_MANAGER, Role.SALES_REP):
+            return self.filter(owner=user)
+        return self.none()
+
+
+class Lead(models.Model):
+    """A contact at a company, enriched over time and moving through the lifecycle."""
+
+    class ContactRole(models.TextChoices):
+        DECISION_MAKER = "decision_maker", _("Decision maker")
+        INFLUENCER = "influencer", _("Influencer")
+        USER = "user", _("User")
+        GATEKEEPER = "gatekeeper", _("Gatekeeper")
+        STUDENT = "student", _("Student")
+        OTHER = "other", _("Other")
+        UNKNOWN = "unknown", _("Unknown")
+
+    class Budget(models.TextChoices):
+        UNKNOWN = "unknown", _("Unknown")
+        NONE = "none", _("No budget")
+        PLANNED = "planned", _("Budget planned")
+        APPROVED = "approved", _("Budget approved")
+
+    class Authority(models.TextChoices):
+        UNKNOWN = "unknown", _("Unknown")
+        NONE = "none", _("No decision power")
+        INFLUENCES = "influences", _("Influences the decision")
+        DECIDES = "decides", _("Decides")
+
+    class Need(models.TextChoices):
+        UNKNOWN = "unknown", _("Unknown")
+        NONE = "none", _("No need")
+        LATENT = "latent", _("Latent need")
+        ACUTE = "acute", _("Acute need")
+
+    class Timeframe(models.TextChoices):
+        UNKNOWN = "unknown", _("Unknown")
+        LATER = "later", _("More than 12 months")
+        WITHIN_12M = "12m", _("Within 12 months")
+        WITHIN_6M = "6m", _("Within 6 months")
+        WITHIN_3M = "3m", _("Within 3 months")
+
+    class Source(models.TextChoices):
+        WEB_FORM = "web_form", _("Web form")
+        CONTENT = "content", _("Content download")
+        WEBINAR = "webinar", _("Webinar")
+        TRADE_FAIR = "trade_fair", _("Trade fair")
+        REFERRAL = "referral", _("Referral")
+        PARTNER = "partner", _("Partner")
+        OUTBOUND = "outbound", _("Sales outbound")
+        IMPORT = "import", _("Import")
+        OTHER = "other", _("Other")
+
+    class Band(models.TextChoices):
+        RED = "red", _("Red")
+        YELLOW = "yellow", _("Yellow")
+        GREEN = "green", _("Green")
+
+    class Temperature(models.TextChoices):
+        COLD = "cold", _("Cold")
+        WARM = "warm", _("Warm")
+        HOT = "hot", _("Hot")
+
+    class ConsentBasis(models.TextChoices):
+        NONE = "none", _("No basis recorded")
+        CONSENT = "consent", _("Consent")
+        LEGITIMATE_INTEREST = "legitimate_interest", _("Legitimate interest")
+        CONTRACT = "contract", _("Contract")
+
+    email = models.EmailField(_("email"), max_length=254, unique=True)
+    external_id = models.CharField(_("external id"), max_length=100, unique=True, null=True, blank=True)
+    first_name = models.CharField(_("first name"), max_length=100, blank=True)
+    last_name = models.CharField(_("last name"), max_length=100, blank=True)
+    phone = models.CharField(_("phone"), max_length=40, blank=True)
+    job_title = models.CharField(_("job title"), max_length=200, blank=True)
+    contact_role = models.CharField(
+        _("role"), max_length=20, choices=ContactRole.choices, default=ContactRole.UNKNOWN
+    )
+    company = models.ForeignKey(
+        Company,
+        verbose_name=_("company"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="leads",
+    )
+
+    budget = models.CharField(_("budget"), max_length=10, choices=Budget.choices, default=Budget.UNKNOWN)
+    authority = models.CharField(
+        _("authority"), max_length=10, choices=Authority.choices, default=Authority.UNKNOWN
+    )
+    need = models.CharField(_("need"), max_length=10, choices=Need.choices, default=Need.UNKNOWN)
+    timeframe = models.CharField(
+        _("timeframe"), max_length=10, choices=Timeframe.choices, default=Timeframe.UNKNOWN
+    )
+
+    source = models.CharField(_("source"), max_length=20, choices=Source.choices, default=Source.OTHER)
+    first_channel = models.ForeignKey(
+        Channel,
+        verbose_name=_("first channel"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    campaign = models.ForeignKey(
+        Campaign,
+        verbose_name=_("campaign"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="leads",
+        help_text=_("The campaign that generated the lead."),
+    )
+
+    tracking_consent = models.BooleanField(_("consents to tracking"), default=False)
+    marketing_consent = models.BooleanField(_("consents to marketing"), default=False)
+    consent_basis = models.CharField(
+        _("legal basis"), max_length=20, choices=ConsentBasis.choices, default=ConsentBasis.NONE
+    )
+    consent_at = models.DateTimeField(_("consent recorded"), null=True, blank=True)
+
+    stage = models.ForeignKey(
+        LifecycleStage,
+        verbose_name=_("stage"),
+        on_delete=models.PROTECT,
+        default="mgl",
+        db_index=False,
+        related_name="+",
+    )
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("owner"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        db_index=False,
+        related_name="owned_leads",
+    )
+    deal_value = models.DecimalField(
+        _("deal value (EUR)"), max_digits=12, decimal_places=2, null=True, blank=True
+    )
+
+    fit_score = models.FloatField(_("fit"), default=0)
+    interest_score = models.FloatField(_("interest"), default=0)
+    score = models.FloatField(_("score"), default=0)
+    band = models.CharField(_("traffic light"), max_length=6, choices=Band.choices, default=Band.RED)
+    temperature = models.CharField(
+        _("temperature"), max_length=4, choices=Temperature.choices, default=Temperature.COLD
+    )
+    grade = models.CharField(
+        _("grade"), max_length=2, blank=True, help_text=_("Fit letter A–D × interest 1–4.")
+    )
+    scored_at = models.DateTimeField(_("scored"), null=True, blank=True)
+
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+    stage_changed_at = models.DateTimeField(_("stage changed"), default=timezone.now)
+    mql_at = models.DateTimeField(_("became MQL"), null=True, blank=True)
+    handed_over_at = models.DateTimeField(_("handed over"), null=True, blank=True)
+    sal_at = models.DateTimeField(_("accepted (SAL)"), null=True, blank=True)
+    sql_at = models.DateTimeField(_("qualified (SQL)"), null=True, blank=True)
+    closed_at = models.DateTimeField(_("closed"), null=True, blank=True)
+
+    objects = LeadQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("lead")
+        verbose_name_plural = _("leads")
+        indexes = [
+            # Keyset pagination: every sort key of the lead list has an index ending in id.
+            models.Index(fields=["created_at", "id"], name="lead_created_idx"),
+            models.Index(fields=["score", "id"], name="lead_score_idx"),
+            models.Index(fields=["last_name", "id"], name="lead_name_idx"),
+            models.Index(fields=["stage", "stage_changed_at"], name="lead_stage_idx"),
+            models.Index(fields=["owner", "created_at"], name="lead_owner_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(email=models.functions.Lower("email")), name="lead_email_lowercase"
+            ),
+        ]
+
+    def __str__(self):
+        return self.full_name or self.email
+
+    @property
+    def full_name(self):
+        return f"{self.first_name} {self.last_name}".strip()
+
+    def clean_fields(self, exclude=None):
+        self.email = normalise_email(self.email)  # before the field validators see it
+        super().clean_fields(exclude=exclude)
+
+    def timeline(self, *, before=None, limit=50):
+        """Touchpoints, sales activities and stage changes of this lead merged newest first.
+
+        `before` is a TimelineCursor (from a previous page's last entry); returns (entries, next_cursor).
+        """
+        from .timeline import lead_timeline
+
+        return lead_timeline(self, before=before, limit=limit)
+
+
+class TouchpointQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        if role_of(user) in (Role.ADMIN, Role.MARKETING):
+            return self.all()
+        return self.filter(lead__in=Lead.objects.visible_to(user).values("pk"))
+
+
+class Touchpoint(models.Model):
+    """One entry of the online activity protocol: a visit, download, webinar, email click, … of a visitor or lead."""
+
+    class Kind(models.TextChoices):
+        PAGE_VIEW = "page_view", _("Page view")
+        CONTENT_DOWNLOAD = "content_download", _("Content download")
+        WEBINAR_REGISTRATION = "webinar_registration", _("Webinar registration")
+        WEBINAR_ATTENDANCE = "webinar_attendance", _("Webinar attendance")
+        EMAIL_OPEN = "email_open", _("Email open")
+        EMAIL_CLICK = "email_click", _("Email click")
+        FORM_SUBMIT = "form_submit", _("Form submission")
+        DEMO_REQUEST = "demo_request", _("Demo request")
+        TRIAL_SIGNUP = "trial_signup", _("Trial sign-up")
+        TRADE_FAIR_VISIT = "trade_fair_visit", _("Trade fair visit")
+        SITE_SEARCH = "site_search", _("Site search")
+        LINK_CLICK = "link_click", _("Link click")
+
+    lead = models.ForeignKey(
+        Lead,
+        verbose_name=_("lead"),
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        db_index=False,
+        related_name="touchpoints",
+    )
+    visitor_id = models.CharField(_("visitor id"), max_length=64, blank=True)
+    session_id = models.CharField(_("session"), max_length=64, blank=True)
+    kind = models.CharField(_("kind"), max_length=24, choices=Kind.choices)
+    url = models.URLField(_("URL"), max_length=2048, blank=True)
+    referrer = models.URLField(_("referrer"), max_length=2048, blank=True)
+    page_title = models.CharField(_("page title"), max_length=300, blank=True)
+    search_terms = models.CharField(_("search terms"), max_length=200, blank=True)
+    utm_source = models.CharField(_("UTM source"), max_length=100, blank=True)
+    utm_medium = models.CharField(_("UTM medium"), max_length=100, blank=True)
+    utm_campaign = models.CharField(_("UTM campaign"), max_length=100, blank=True)
+    campaign = models.ForeignKey(
+        Campaign,
+        verbose_name=_("campaign"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="touchpoints",
+    )
+    channel = models.ForeignKey(
+        Channel,
+        verbose_name=_("channel"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        db_index=False,
+        related_name="+",
+    )
+    occurred_at = models.DateTimeField(_("occurred"))
+    received_at = models.DateTimeField(_("received"))
+    client_event_id = models.UUIDField(_("client event id"), unique=True, default=uuid.uuid4, editable=False)
+    properties = models.JSONField(
+        _("properties"), default=dict, blank=True, validators=[validate_properties_size]
+    )
+
+    objects = TouchpointQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("touchpoint")
+        verbose_name_plural = _("touchpoints")
+        indexes = [
+            models.Index(fields=["lead", "occurred_at"], name="touchpoint_lead_idx"),
+            # Anonymous visits waiting to be joined to a lead once the visitor identifies.
+            models.Index(
+                fields=["visitor_id"], condition=Q(lead__isnull=True), name="touchpoint_anon_visitor_idx"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} · {self.occurred_at:%Y-%m-%d %H:%M}"
+
+
+class SalesActivityQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        return self.filter(lead__in=Lead.objects.visible_to(user).values("pk"))
+
+
+class SalesActivity(models.Model):
+    """One entry of the sales protocol: a call, email, meeting, demo or quote between a rep and a lead."""
+
+    class Kind(models.TextChoices):
+        CALL = "call", _("Call")
+        EMAIL = "email", _("Email")
+        MEETING = "meeting", _("Meeting")
+        DEMO = "demo", _("Demo")
+        QUOTE = "quote", _("Quote")
+        NOTE = "note", _("Note")
+
+    class Outcome(models.TextChoices):
+        REACHED = "reached", _("Reached")
+        NOT_REACHED = "not_reached", _("Not reached")
+        POSITIVE = "positive", _("Positive")
+        NEUTRAL = "neutral", _("Neutral")
+        NEGATIVE = "negative", _("Negative")
+
+    lead = models.ForeignKey(
+        Lead,
+        verbose_name=_("lead"),
+        on_delete=models.CASCADE,
+        db_index=False,
+        related_name="sales_activities",
+    )
+    rep = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("rep"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        db_index=False,
+        related_name="sales_activities",
+    )
+    kind = models.CharField(_("kind"), max_length=10, choices=Kind.choices)
+    outcome = models.CharField(_("outcome"), max_length=12, choices=Outcome.choices, blank=True)
+    note = models.TextField(_("note"), blank=True, max_length=5000)
+    occurred_at = models.DateTimeField(_("occurred"))
+    next_follow_up = models.DateField(_("next follow-up"), null=True, blank=True)
+
+    objects = SalesActivityQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("sales activity")
+        verbose_name_plural = _("sales activities")
+        indexes = [
+            models.Index(fields=["lead", "occurred_at"], name="salesactivity_lead_idx"),
+            models.Index(
+                fields=["rep", "next_follow_up"],
+                condition=Q(next_follow_up__isnull=False),
+                name="salesactivity_followup_idx",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} · {self.occurred_at:%Y-%m-%d}"
+
+
+class StageChangeQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        return self.filter(lead__in=Lead.objects.visible_to(user).values("pk"))
+
+
+class StageChange(models.Model):
+    """One step of a lead through the lifecycle, with who (a user, or the system) moved it and why."""
+
+    lead = models.ForeignKey(
+        Lead, verbose_name=_("lead"), on_delete=models.CASCADE, db_index=False, related_name="stage_changes"
+    )
+    from_stage = models.ForeignKey(
+        LifecycleStage,
+        verbose_name=_("from"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
+    )
+    to_stage = models.ForeignKey(
+        LifecycleStage, verbose_name=_("to"), on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("by"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    system_actor = models.CharField(
+        _("by system"),
+        max_length=30,
+        blank=True,
+        help_text=_("The component that made the change when no user did."),
+    )
+    reason = models.CharField(_("reason"), max_length=500, blank=True)
+    at = models.DateTimeField(_("at"))
+
+    objects = StageChangeQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("stage change")
+        verbose_name_plural = _("stage changes")
+        indexes = [
+            models.Index(fields=["lead", "at"], name="stagechange_lead_idx"),
+            models.Index(fields=["to_stage", "at"], name="stagechange_flow_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(actor__isnull=False) | ~Q(system_actor=""), name="stagechange_has_actor"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.from_stage_id or '—'} → {self.to_stage_id}"
+
+    @property
+    def actor_display(self):
+        return str(self.actor) if self.actor_id else self.system_actor

@@ -1,0 +1,16 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from django.views.generic import RedirectView
+
+from leadcockpit.core.views import health
+
+urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="leads:list", permanent=False), name="home"),
+    path("leads/", include("leadcockpit.leads.urls")),
+    path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("i18n/", include("django.conf.urls.i18n")),
+    path("health/", health, name="health"),
+    path("admin/", admin.site.urls),
+]

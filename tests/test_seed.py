@@ -1,0 +1,141 @@
+"""seed_demo: realistic, deterministic demo data with signal in it."""
+
+import hashlib
+import io
+import json
+from datetime import date
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db.models import Q
+
+from leadcockpit.accounts.models import User
+from leadcockpit.accounts.roles import Role
+from leadcockpit.leads.models import Campaign, Company, Lead, SalesActivity, StageChange, Touchpoint
+
+pytestmark = pytest.mark.django_db
+TODAY = date(2026, 11, 22)
+
+
+def seed(**options):
+    out = io.StringIO()
+    call_command("seed_demo", stdout=out, today=TODAY, **options)
+    return out.getvalue()
+
+
+def fingerprint():
+    rows = [
+        list(
+            Lead.objects.order_by("pk").values_list(
+                "email",
+                "stage_id",
+                "created_at",
+                "owner__username",
+                "company__name",
+                "contact_role",
+                "budget",
+            )
+        ),
+        list(
+            Touchpoint.objects.order_by("pk").values_list(
+                "lead__email", "kind", "url", "occurred_at", "client_event_id", "campaign__name"
+            )
+        ),
+        list(StageChange.objects.order_by("pk").values_list("lead__email", "to_stage_id", "at", "reason")),
+        list(SalesActivity.objects.order_by("pk").values_list("lead__email", "kind", "occurred_at", "note")),
+    ]
+    return hashlib.sha256(json.dumps(rows, default=str).encode()).hexdigest()
+
+
+def test_seed_makes_every_kind_of_record_and_prints_logins():
+    output = seed(leads=400, seed=7)
+    assert "Seeded 400 leads" in output
+    assert "password for all: cockpit-demo" in output
+    assert Lead.objects.count() == 400
+    assert 3000 <= Touchpoint.objects.count() <= 5000  # about ten per lead
+    assert Touchpoint.objects.filter(lead__isnull=True).exists()  # anonymous visitors too
+    assert Company.objects.count() == 100
+    assert Campaign.objects.filter(cost__gt=0).count() > 20
+    assert SalesActivity.objects.exists()
+    assert set(Touchpoint.objects.values_list("kind", flat=True)) >= {
+        "page_view",
+        "content_download",
+        "webinar_registration",
+        "email_open",
+        "form_submit",
+        "demo_request",
+    }
+    stages = set(Lead.objects.values_list("stage_id", flat=True))
+    assert {"mgl", "nurturing", "lost", "customer_care"} <= stages
+    assert StageChange.objects.filter(to_stage="won").exists()
+    assert StageChange.objects.filter(to_stage="lost").exists()
+    # Each lead's trail starts with its creation and ends in its current stage.
+    for lead in Lead.objects.order_by("?")[:25]:
+        trail = list(lead.stage_changes.order_by("at", "pk").values_list("from_stage_id", "to_stage_id"))
+        assert trail[0] == (None, "mgl")
+        assert trail[-1][1] == lead.stage_id
+        assert all(prev[1] == nxt[0] for prev, nxt in zip(trail, trail[1:], strict=False))
+
+
+def test_seed_spans_eighteen_months_of_history():
+    seed(leads=300, seed=3)
+    first = Lead.objects.order_by("created_at").first().created_at.date()
+    last = Lead.objects.order_by("-created_at").first().created_at.date()
+    assert (TODAY - first).days > 450
+    assert (TODAY - last).days < 30
+    assert not Touchpoint.objects.filter(occurred_at__date__gt=TODAY).exists()
+    assert not StageChange.objects.filter(at__date__gt=TODAY).exists()
+
+
+def test_demo_users_exist_for_every_role_and_can_log_in(client):
+    seed(leads=50, seed=1)
+    for role in Role:
+        assert User.objects.filter(groups__name=role.value).exists(), role
+    assert client.login(username="rep", password="cockpit-demo")
+    rep = User.objects.get(username="rep")
+    assert Lead.objects.visible_to(rep).exists()
+    assert Lead.objects.visible_to(rep).count() < Lead.objects.count()
+
+
+def test_the_same_seed_gives_the_same_data():
+    seed(leads=150, seed=11)
+    first = fingerprint()
+    seed(leads=150, seed=11, reset=True)
+    assert fingerprint() == first
+    seed(leads=150, seed=12, reset=True)
+    assert fingerprint() != first
+
+
+def test_outcomes_follow_fit_and_behaviour():
+    seed(leads=3000, seed=5)
+    won = Q(stage_changes__to_stage="won")
+    deciders = Lead.objects.filter(contact_role="decision_maker")
+    students = Lead.objects.filter(contact_role="student")
+    rate = lambda qs: qs.filter(won).distinct().count() / max(qs.count(), 1)  # noqa: E731
+    assert rate(deciders) > 3 * max(rate(students), 0.001)
+    winners = Lead.objects.filter(won).distinct()
+    others = Lead.objects.exclude(pk__in=winners.values("pk"))
+    tp_rate = lambda qs, kind: Touchpoint.objects.filter(lead__in=qs, kind=kind).count() / max(qs.count(), 1)  # noqa: E731
+    assert tp_rate(winners, "demo_request") > 2 * tp_rate(others, "demo_request")
+
+
+def test_seed_refuses_to_mix_with_existing_leads_unless_told():
+    seed(leads=20, seed=1)
+    with pytest.raises(CommandError, match="--reset"):
+        seed(leads=20, seed=1)
+    assert "nothing to do" in seed(leads=20, seed=1, if_empty=True)
+    seed(leads=30, seed=1, reset=True)
+    assert Lead.objects.count() == 30
+
+
+def test_benchmark_seed_prints_a_json_line_last():
+    out = io.StringIO()
+    call_command("benchmark", "seed", leads=100, touchpoints=500, stdout=out)
+    last = json.loads(out.getvalue().strip().splitlines()[-1])
+    assert last["area"] == "seed"
+    assert last["leads"] == 100
+    assert 400 <= last["touchpoints"] <= 650
+    assert last["database"] in ("postgresql", "sqlite")
+    assert last["seed_s"] > 0
+    assert "db_mb" in last
