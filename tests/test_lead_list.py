@@ -226,3 +226,18 @@ def test_tracked_and_imported_data_is_escaped(client_for, marketer):
     response = client_for(marketer).get(URL)
     assert payload not in response.text
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in response.text
+
+
+def test_unscored_leads_show_no_traffic_light_until_scored(client_for, marketer):
+    LeadFactory(email="fresh@x.example", scored_at=None)
+    LeadFactory(email="scored@x.example", scored_at=timezone.now(), score=87, band="yellow")
+    text = client_for(marketer).get(URL).text
+    assert text.count('class="light light--') == 1
+    assert "light--yellow" in text
+    assert "Not scored yet" in text
+
+
+def test_filter_choices_offer_all_instead_of_dashes(client_for, marketer):
+    text = client_for(marketer).get(URL, HTTP_ACCEPT_LANGUAGE="de").text
+    assert "---------" not in text
+    assert '<option value="" selected>Alle</option>' in text

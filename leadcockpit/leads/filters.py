@@ -58,6 +58,9 @@ class LeadFilter(django_filters.FilterSet):
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
         self.filters["owner"].queryset = visible_owners(user)
+        for name, filter_ in self.filters.items():
+            if name != "q":
+                filter_.extra["empty_label"] = _("All")
 
     def search(self, queryset, name, value):
         """Email prefix, or first/last name prefix, or company name prefix (each served by an index)."""
