@@ -5,6 +5,8 @@ Rows are tuples of str, int, float or None that the generator already formatted 
 newlines or backslashes, so COPY's text format needs no escaping.
 """
 
+import queue
+import threading
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 
@@ -18,6 +20,7 @@ class Dialect:
         self.vendor = vendor
         self.postgres = vendor == "postgresql"
         self.true, self.false = ("t", "f") if self.postgres else (1, 0)
+        self.null = r"\N" if self.postgres else None  # COPY's text format spells NULL as \N
         self._suffix = "+00" if self.postgres else ""
         self._days = {}
         self._times = [f"{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}" for s in range(86400)]
@@ -44,13 +47,20 @@ def epoch(dt: datetime) -> int:
 
 
 class BulkWriter:
-    """Buffers rows per table and writes them in large batches."""
+    """Buffers rows per table and writes them in large batches.
+
+    On PostgreSQL a background thread runs COPY on the same connection while the caller goes on generating
+    rows: psycopg releases the GIL while PostgreSQL works, so the two cores share the load. The caller must not
+    use the connection itself until flush() has returned; flush() also re-raises any error of the thread.
+    """
 
     def __init__(self, dialect: Dialect, batch_rows: int = 50_000):
         self.dialect = dialect
         self.batch_rows = batch_rows
         self.tables = {}
         self.counts = {}
+        self._queue = None
+        self._error = None
 
     def declare(self, table, columns):
         self.tables[table] = (columns, [])
@@ -60,26 +70,63 @@ class BulkWriter:
         buffer = self.tables[table][1]
         buffer.append(row)
         if len(buffer) >= self.batch_rows:
-            self.flush(table)
+            self._send(table)
 
-    def flush(self, table=None):
-        for name in [table] if table else list(self.tables):
-            columns, rows = self.tables[name]
-            if rows:
-                self._write(name, columns, rows)
-                self.counts[name] += len(rows)
-                rows.clear()
+    def flush(self):
+        """Write everything buffered and wait until the database has it."""
+        for table in self.tables:
+            self._send(table)
+        if self._queue is not None:
+            self._queue.join()
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
 
-    def _write(self, table, columns, rows):
+    def close(self):
+        """Stop the COPY thread (after a flush)."""
+        if self._queue is not None:
+            self._queue.put(None)
+            self._queue = None
+
+    def _send(self, table):
+        columns, rows = self.tables[table]
+        if not rows:
+            return
+        self.counts[table] += len(rows)
         cols = ", ".join(f'"{c}"' for c in columns)
-        with connection.cursor() as cursor:
-            if self.dialect.postgres:
-                lines = "".join("\t".join(r"\N" if v is None else str(v) for v in row) + "\n" for row in rows)
-                with cursor.cursor.copy(f'COPY "{table}" ({cols}) FROM STDIN') as copy:
-                    copy.write(lines)
-            else:
-                marks = ", ".join(["%s"] * len(columns))
-                cursor.executemany(f'INSERT INTO "{table}" ({cols}) VALUES ({marks})', rows)  # noqa: S608 - model tables
+        if self.dialect.postgres:
+            text = "".join(["\t".join(map(str, row)) + "\n" for row in rows])
+            self._copy_queue().put((f'COPY "{table}" ({cols}) FROM STDIN', text))
+        else:
+            marks = ", ".join(["%s"] * len(columns))
+            with connection.cursor() as cursor:
+                cursor.executemany(f'INSERT INTO "{table}" ({cols}) VALUES ({marks})', rows)  # noqa: S608
+        rows.clear()
+
+    def _copy_queue(self):
+        if self._queue is None:
+            connection.ensure_connection()
+            self._queue = queue.Queue(maxsize=2)  # bounded: memory stays flat however large the seed
+            raw = connection.connection
+            threading.Thread(target=self._copy_worker, args=(raw,), daemon=True, name="bulk-copy").start()
+        return self._queue
+
+    def _copy_worker(self, raw):
+        jobs = self._queue
+        while True:
+            job = jobs.get()
+            if job is None:
+                jobs.task_done()
+                return
+            sql, text = job
+            try:
+                if self._error is None:
+                    with raw.cursor() as cursor, cursor.copy(sql) as copy:
+                        copy.write(text)
+            except Exception as exc:  # noqa: BLE001 - handed to the caller at flush()
+                self._error = exc
+            finally:
+                jobs.task_done()
 
 
 def next_id(model) -> int:

@@ -189,23 +189,26 @@ class DemoSeeder:
         ensure_reference_data()
         self.users = self.create_users()
         writer = BulkWriter(self.dialect)
-        with transaction.atomic():
-            self.campaigns = self.create_campaigns(writer)
-            self.companies = self.create_companies(writer)
-        self.prepare_touchpoint_tables()
-        first_lead_id = next_id(Lead)
-        bulk_models = [Lead, Touchpoint, StageChange, SalesActivity]
-        # Into empty tables, load without secondary indexes and rebuild them once at the end.
-        empty = not any(m.objects.exists() for m in bulk_models)
-        with transaction.atomic(), deferred_indexes(bulk_models) if empty else nullcontext():
-            for batch_start in range(0, self.n_leads, self.batch_leads):
-                batch = min(self.batch_leads, self.n_leads - batch_start)
-                self.create_leads(writer, first_lead_id + batch_start, batch)
+        try:
+            with transaction.atomic():
+                self.campaigns = self.create_campaigns(writer)
+                self.companies = self.create_companies(writer)
+            self.prepare_touchpoint_tables()
+            first_lead_id = next_id(Lead)
+            bulk_models = [Lead, Touchpoint, StageChange, SalesActivity]
+            # Into empty tables, load without secondary indexes and rebuild them once at the end.
+            empty = not any(m.objects.exists() for m in bulk_models)
+            with transaction.atomic(), deferred_indexes(bulk_models) if empty else nullcontext():
+                for batch_start in range(0, self.n_leads, self.batch_leads):
+                    batch = min(self.batch_leads, self.n_leads - batch_start)
+                    self.create_leads(writer, first_lead_id + batch_start, batch)
+                    if self.stdout and self.n_leads > self.batch_leads:
+                        self.stdout.write(f"  {batch_start + batch:,} / {self.n_leads:,} leads")
                 writer.flush()
-                if self.stdout and self.n_leads > self.batch_leads:
-                    self.stdout.write(f"  {batch_start + batch:,} / {self.n_leads:,} leads")
-            if self.stdout and empty and connection.vendor == "postgresql":
-                self.stdout.write("  rebuilding indexes and foreign keys")
+                if self.stdout and empty and connection.vendor == "postgresql":
+                    self.stdout.write("  rebuilding indexes and foreign keys")
+        finally:
+            writer.close()
         reset_sequences([Company, Campaign, Lead])
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
@@ -569,7 +572,15 @@ class DemoSeeder:
 
         def move(to, at, *, actor=None, system="", reason=""):
             changes.append(
-                (lead["id"], lead["stage"] if changes else None, to, actor, system, reason, d.ts(at))
+                (
+                    lead["id"],
+                    lead["stage"] if changes else d.null,
+                    to,
+                    actor or d.null,
+                    system,
+                    reason,
+                    d.ts(at),
+                )
             )
             lead["stage"], lead["stage_at"] = to, at
 
@@ -663,7 +674,7 @@ class DemoSeeder:
             outcome,
             rng.choice(names.ACTIVITY_NOTES[kind]),
             d.ts(at),
-            d.day(follow) if rng.random() < 0.6 else None,
+            d.day(follow) if rng.random() < 0.6 else d.null,
         )
 
     def bant(self, lead):
@@ -687,7 +698,8 @@ class DemoSeeder:
         marketing = rng.random() < 0.55
         basis = "consent" if tracking or marketing else rng.choice(["legitimate_interest", "none"])
         campaign = lead["campaign"]
-        opt = lambda v: ts(v) if v is not None else None  # noqa: E731
+        null = d.null
+        opt = lambda v: ts(v) if v is not None else null  # noqa: E731
         return (
             lead["id"],
             lead["email"],
@@ -703,14 +715,14 @@ class DemoSeeder:
             timeframe,
             CHANNEL_SOURCE[lead["channel"]],
             lead["channel"],
-            campaign["id"] if campaign else None,
+            campaign["id"] if campaign else null,
             d.true if tracking else d.false,
             d.true if marketing else d.false,
             basis,
-            ts(lead["created"]) if basis == "consent" else None,
+            ts(lead["created"]) if basis == "consent" else null,
             lead["stage"],
-            lead["owner"],
-            f"{lead['deal_value']:.2f}" if lead["deal_value"] else None,
+            lead["owner"] or null,
+            f"{lead['deal_value']:.2f}" if lead["deal_value"] else null,
             0.0,
             0.0,
             0.0,
@@ -738,7 +750,7 @@ class DemoSeeder:
             level = 1
             begin = self.start + rng.randrange(0, HISTORY_DAYS * DAY)
             end = min(begin + 3 * DAY, self.anchor - 60)
-            visitor, lead_id = f"{rng.getrandbits(64):016x}", None
+            visitor, lead_id = f"{rng.getrandbits(64):016x}", d.null
         else:
             level = max(0, min(4, int(lead["engagement"] + 2.5)))
             begin = lead["created"] - 20 * DAY
@@ -784,7 +796,7 @@ class DemoSeeder:
                     if channel in ("direct", "email")
                     else REFERRERS_BY_CHANNEL[channel][int(random_() * len(REFERRERS_BY_CHANNEL[channel]))]
                 )
-                campaign_id = None
+                campaign_id = d.null
             self.event_seq += 1
             add(
                 table,
