@@ -143,6 +143,10 @@ def test_unknown_sort_keys_fall_back_to_newest_first(client_for, marketer, catal
         {"before": encode_cursor(None, "x")},
         {"sort": "-score", "after": encode_cursor("2024-01-01T00:00:00+00:00", 1)},
         {"q": "x" * 500},
+        {"sort": "name", "after": encode_cursor("Mül\x00ler", 1)},
+        {"sort": "name", "after": encode_cursor("x" * 5000, 1)},
+        {"after": encode_cursor("0001-01-01T00:00:00+01:00", 1)},
+        {"before": encode_cursor("9999-12-31T23:59:00-01:00", 1)},
         {"q": "'\"<>%_\\"},
         {"_connector": "OR", "owner__password__startswith": "pbkdf2"},
     ],
@@ -241,3 +245,33 @@ def test_filter_choices_offer_all_instead_of_dashes(client_for, marketer):
     text = client_for(marketer).get(URL, HTTP_ACCEPT_LANGUAGE="de").text
     assert "---------" not in text
     assert '<option value="" selected>Alle</option>' in text
+
+
+def test_a_stale_cursor_starts_over_instead_of_stranding_the_user(client_for, marketer, catalogue):
+    past_the_end = encode_cursor("2000-01-01T00:00:00+00:00", 1)
+    response = client_for(marketer).get(URL, {"after": past_the_end})
+    assert emails(response) == [catalogue[key].email for key in ("green", "yellow", "red")]
+    response = client_for(marketer).get(URL, {"before": encode_cursor("2999-01-01T00:00:00+00:00", 1)})
+    assert len(emails(response)) == 3
+
+
+def test_history_restore_gets_the_full_page_not_a_fragment(client_for, marketer, catalogue):
+    response = client_for(marketer).get(URL, HTTP_HX_REQUEST="true", HTTP_HX_HISTORY_RESTORE_REQUEST="true")
+    assert "<html" in response.text
+    assert "HX-Request" in response["Vary"]
+
+
+def test_search_finds_a_reps_company_among_many_matching_companies(client_for, rep, monkeypatch):
+    from leadcockpit.leads import filters
+
+    monkeypatch.setattr(filters, "SEARCH_MAX_COMPANIES", 2)
+    for i in range(5):
+        LeadFactory(company=CompanyFactory(name=f"Acme {i}"))  # other reps' or nobody's companies
+    mine = LeadFactory(owner=rep, last_name="Zed", company=CompanyFactory(name="Acme Mine"))
+    response = client_for(rep).get(URL, {"q": "acme"})
+    assert emails(response) == [mine.email]
+
+
+def test_filter_errors_name_the_field_in_the_users_language(client_for, marketer):
+    response = client_for(marketer).get(URL, {"band": "purple"}, HTTP_ACCEPT_LANGUAGE="de")
+    assert "Ampel:" in response.text

@@ -1,7 +1,7 @@
 from datetime import datetime
 
 import django_filters
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils.translation import gettext_lazy as _
 from django_countries import countries
 
@@ -20,7 +20,8 @@ SORTS = {
     "name": (Sort("last_name", False, str), _("Last name A–Z")),
 }
 DEFAULT_SORT = "-created"
-SEARCH_MAX_COMPANIES = 500
+# A search term matching more companies than this is too broad to list them all; name and email matches still count.
+SEARCH_MAX_COMPANIES = 1000
 
 
 def visible_owners(user):
@@ -69,8 +70,12 @@ class LeadFilter(django_filters.FilterSet):
             return queryset
         if "@" in term:
             return queryset.filter(email__startswith=normalise_email(term))
+        # Companies first, only those holding leads in this user's scope: the ids then join the other prefix
+        # matches in one OR that PostgreSQL answers from indexes (a join inside the OR would scan every lead).
         companies = list(
-            Company.objects.filter(name__istartswith=term).values_list("pk", flat=True)[:SEARCH_MAX_COMPANIES]
+            Company.objects.filter(name__istartswith=term)
+            .filter(Exists(queryset.filter(company=OuterRef("pk")).order_by()))
+            .values_list("pk", flat=True)[:SEARCH_MAX_COMPANIES]
         )
         return queryset.filter(
             Q(last_name__istartswith=term)

@@ -5,7 +5,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db.models import Q
-from django.utils.dateparse import parse_datetime
+
+from leadcockpit.lib.keyset import parse_aware_datetime
 
 # Entries at the same instant are ordered by stream rank, then id, all descending.
 STREAMS = {"stage": 3, "activity": 2, "touchpoint": 1}
@@ -27,8 +28,8 @@ class TimelineCursor:
             return None
         try:
             at_raw, stream, pk = raw.split("~")
-            at = parse_datetime(at_raw)
-            if at is None or at.tzinfo is None or stream not in STREAMS:
+            at = parse_aware_datetime(at_raw)
+            if at is None or stream not in STREAMS:
                 return None
             return cls(at=at, stream=stream, id=int(pk))
         except ValueError:

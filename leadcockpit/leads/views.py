@@ -2,6 +2,7 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
+from django.views.decorators.vary import vary_on_headers
 
 from leadcockpit.accounts.decorators import role_required
 from leadcockpit.lib.keyset import paginate
@@ -12,7 +13,13 @@ from .models import Lead
 from .timeline import TimelineCursor
 
 
+def is_fragment_request(request):
+    """htmx asking for a region; boosted links and history restores (a cache miss on back) get the full page."""
+    return bool(request.htmx) and not request.htmx.boosted and not request.htmx.history_restore_request
+
+
 @require_GET
+@vary_on_headers("HX-Request")
 @login_required
 @role_required
 def lead_list(request):
@@ -38,12 +45,13 @@ def lead_list(request):
         "total_capped": total > limit,
     }
     template = "leads/lead_list.html"
-    if request.htmx and not request.htmx.boosted:
+    if is_fragment_request(request):
         template += "#lead-results"
     return render(request, template, context)
 
 
 @require_GET
+@vary_on_headers("HX-Request")
 @login_required
 @role_required
 def lead_detail(request, pk):
@@ -54,6 +62,6 @@ def lead_detail(request, pk):
     entries, next_cursor = lead.timeline(before=cursor, limit=50)
     context = {"lead": lead, "timeline": entries, "timeline_next": next_cursor}
     template = "leads/lead_detail.html"
-    if request.htmx and not request.htmx.boosted and cursor is not None:
+    if is_fragment_request(request) and cursor is not None:
         template += "#timeline-page"
     return render(request, template, context)

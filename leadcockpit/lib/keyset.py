@@ -8,7 +8,7 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.db.models import Q
 from django.utils.dateparse import parse_datetime
@@ -46,16 +46,30 @@ def decode_cursor(raw: str | None, sort: Sort):
     if not isinstance(pk, int) or isinstance(pk, bool):
         return None
     if sort.kind is datetime:
-        value = parse_datetime(value) if isinstance(value, str) else None
-        if value is None or value.tzinfo is None:
+        value = parse_aware_datetime(value)
+        if value is None:
             return None
     elif sort.kind is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             return None
         value = float(value)
-    elif not isinstance(value, str):
-        return None
+    elif not isinstance(value, str) or "\x00" in value or len(value) > 200:
+        return None  # PostgreSQL refuses NUL in text; no sort key is longer than 200 characters
     return value, pk
+
+
+def parse_aware_datetime(raw):
+    """An aware datetime from ISO text, or None for anything else (including dates that overflow in UTC)."""
+    if not isinstance(raw, str):
+        return None
+    try:
+        value = parse_datetime(raw)
+        if value is None or value.tzinfo is None:
+            return None
+        value.astimezone(UTC)
+    except (ValueError, OverflowError):
+        return None
+    return value
 
 
 def _beyond(sort: Sort, value, pk: int, *, forward: bool) -> Q:
@@ -85,6 +99,10 @@ def paginate(
         rows = list(
             queryset.filter(_beyond(sort, *before_key, forward=False)).order_by(*reverse_order)[: size + 1]
         )
+        if not rows:
+            return paginate(
+                queryset, sort, size=size
+            )  # a stale cursor: start over rather than strand the user
         has_prev = len(rows) > size
         items = rows[:size][::-1]
         has_next = True
@@ -93,6 +111,8 @@ def paginate(
         if after_key is not None:
             qs = qs.filter(_beyond(sort, *after_key, forward=True))
         rows = list(qs[: size + 1])
+        if not rows and after_key is not None:
+            return paginate(queryset, sort, size=size)
         has_next = len(rows) > size
         items = rows[:size]
         has_prev = after_key is not None
