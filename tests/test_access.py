@@ -137,3 +137,43 @@ def test_logout_needs_post(client_for, rep):
     assert client.get(reverse("logout")).status_code == 405
     assert client.post(reverse("logout")).status_code == 302
     assert client.get(reverse("leads:list")).status_code == 302
+
+
+def test_admin_lead_picker_is_scoped(client, rep, leads):
+    from django.contrib.auth.models import Permission
+
+    rep.is_staff = True
+    rep.save()
+    rep.user_permissions.add(*Permission.objects.filter(codename__in=["add_salesactivity", "view_lead"]))
+    client.force_login(rep)
+    foreign = leads["field_rep"]
+    response = client.get(reverse("admin:leads_salesactivity_add"), {"lead": foreign.pk})
+    assert response.status_code == 200
+    assert foreign.email not in response.text
+    response = client.post(
+        reverse("admin:leads_salesactivity_add"),
+        {
+            "lead": foreign.pk,
+            "kind": "call",
+            "outcome": "reached",
+            "occurred_at_0": "2026-01-01",
+            "occurred_at_1": "10:00",
+        },
+    )
+    assert response.status_code == 200  # the form is refused, nothing is attached to the foreign lead
+    assert not SalesActivity.objects.filter(lead=foreign).exists()
+    autocomplete = client.get(
+        reverse("admin:autocomplete"),
+        {"app_label": "leads", "model_name": "salesactivity", "field_name": "lead", "term": ""},
+    )
+    assert foreign.email not in autocomplete.text
+
+
+def test_marketing_reads_but_cannot_change_sales_fields_in_admin(client, marketer, rep, leads):
+    client.force_login(marketer)
+    lead = leads["rep"]
+    url = reverse("admin:leads_lead_change", args=[lead.pk])
+    page = client.get(url)
+    assert page.status_code == 200
+    assert 'name="owner"' not in page.text
+    assert 'name="deal_value"' not in page.text

@@ -1,17 +1,37 @@
+import uuid
+
 from django.contrib import admin
+from django.core.paginator import Paginator
+from django.utils.functional import cached_property
 from django.utils.translation import gettext_lazy as _
 
 from .models import Campaign, Channel, Company, Lead, LifecycleStage, SalesActivity, StageChange, Touchpoint
 
 
+class CappedCountPaginator(Paginator):
+    """Counts at most COUNT_LIMIT rows: the admin's page links stay cheap on tables of ten million rows."""
+
+    COUNT_LIMIT = 10_000
+
+    @cached_property
+    def count(self):
+        return self.object_list.order_by()[: self.COUNT_LIMIT].count()
+
+
 class ScopedAdmin(admin.ModelAdmin):
-    """Admin lists start from the user's scope, like every other page; counts stay cheap on big tables."""
+    """Admin lists and lead pickers start from the user's scope, like every other page."""
 
     show_full_result_count = False
     list_per_page = 50
+    paginator = CappedCountPaginator
 
     def get_queryset(self, request):
         return super().get_queryset(request).visible_to(request.user)
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "lead":
+            kwargs["queryset"] = Lead.objects.visible_to(request.user)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
 @admin.register(Channel)
@@ -61,6 +81,7 @@ class LeadAdmin(ScopedAdmin):
     list_filter = ["stage", "band", "temperature", "source", "first_channel", "contact_role"]
     list_select_related = ["company", "stage", "owner"]
     search_fields = ["^email", "^last_name", "=external_id"]
+    ordering = ["-created_at", "-id"]
     raw_id_fields = ["company", "campaign", "owner"]
     readonly_fields = [
         "stage",
@@ -123,6 +144,14 @@ class LeadAdmin(ScopedAdmin):
         ),
     ]
     inlines = [StageChangeInline]
+    # Owner and deal value are sales data: only admins change them here (marketing reads them).
+    sales_fields = ["owner", "deal_value"]
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(super().get_readonly_fields(request, obj))
+        if not request.user.is_superuser:
+            fields += self.sales_fields
+        return fields
 
     @admin.display(description=_("name"), ordering="last_name")
     def full_name(self, obj):
@@ -134,10 +163,19 @@ class TouchpointAdmin(ScopedAdmin):
     list_display = ["occurred_at", "kind", "lead", "visitor_id", "url", "channel", "campaign"]
     list_filter = ["kind", "channel"]
     list_select_related = ["lead", "channel", "campaign"]
-    search_fields = ["=visitor_id", "=client_event_id", "^lead__email"]
-    raw_id_fields = ["lead", "campaign"]
+    search_fields = ["=visitor_id", "^lead__email"]
+    autocomplete_fields = ["lead"]
+    raw_id_fields = ["campaign"]
     readonly_fields = ["client_event_id", "received_at"]
     ordering = ["-id"]
+
+    def get_search_results(self, request, queryset, search_term):
+        """A search term that is a UUID finds the event by its id through the unique index."""
+        try:
+            event_id = uuid.UUID(search_term.strip())
+        except ValueError:
+            return super().get_search_results(request, queryset, search_term)
+        return queryset.filter(client_event_id=event_id), False
 
 
 @admin.register(SalesActivity)
@@ -146,7 +184,8 @@ class SalesActivityAdmin(ScopedAdmin):
     list_filter = ["kind", "outcome"]
     list_select_related = ["lead", "rep"]
     search_fields = ["^lead__email"]
-    raw_id_fields = ["lead", "rep"]
+    autocomplete_fields = ["lead"]
+    raw_id_fields = ["rep"]
     ordering = ["-id"]
 
 
