@@ -31,10 +31,9 @@ def test_rows_reach_the_database_and_are_counted():
     dialect = Dialect(connection.vendor)
     writer = BulkWriter(dialect, batch_rows=2)
     writer.declare(CAMPAIGNS, COLUMNS)
-    for pk in range(1, 6):
-        writer.add(CAMPAIGNS, campaign_row(dialect, pk, f"Bulk {pk}"))
-    writer.flush()
-    writer.close()
+    with writer.session():
+        for pk in range(1, 6):
+            writer.add(CAMPAIGNS, campaign_row(dialect, pk, f"Bulk {pk}"))
     assert writer.counts[CAMPAIGNS] == 5
     assert Campaign.objects.filter(name__startswith="Bulk").count() == 5
 
@@ -51,11 +50,29 @@ def test_a_failed_copy_is_raised_and_rolls_back_with_the_index_changes():
         pytest.raises(Exception, match="duplicate key"),
         transaction.atomic(),
         deferred_indexes([Lead, Touchpoint]),
+        writer.session(),
     ):
-        writer.flush()
-    writer.close()
+        pass
     assert not Campaign.objects.filter(name="Same").exists()
     assert index_names() == before
+
+
+@pytest.mark.postgres
+def test_an_error_while_generating_leaves_no_batch_behind():
+    dialect = Dialect(connection.vendor)
+    writer = BulkWriter(dialect, batch_rows=1)
+    writer.declare(CAMPAIGNS, COLUMNS)
+
+    def generate_then_fail():
+        with transaction.atomic(), writer.session():
+            for pk in range(1, 50):
+                writer.add(CAMPAIGNS, campaign_row(dialect, pk, f"Partial {pk}"))
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        generate_then_fail()
+    assert writer._thread is None  # stopped before the rollback, so nothing can be written after it
+    assert not Campaign.objects.filter(name__startswith="Partial").exists()
 
 
 @pytest.mark.postgres

@@ -52,6 +52,8 @@ class BulkWriter:
     On PostgreSQL a background thread runs COPY on the same connection while the caller goes on generating
     rows: psycopg releases the GIL while PostgreSQL works, so the two cores share the load. The caller must not
     use the connection itself until flush() has returned; flush() also re-raises any error of the thread.
+    Use it as `with writer.session():` inside the transaction: on any error the thread is stopped before the
+    transaction rolls back, so no batch can land after the rollback.
     """
 
     def __init__(self, dialect: Dialect, batch_rows: int = 50_000):
@@ -60,7 +62,9 @@ class BulkWriter:
         self.tables = {}
         self.counts = {}
         self._queue = None
+        self._thread = None
         self._error = None
+        self._cancelled = False
 
     def declare(self, table, columns):
         self.tables[table] = (columns, [])
@@ -82,13 +86,28 @@ class BulkWriter:
             error, self._error = self._error, None
             raise error
 
-    def close(self):
-        """Stop the COPY thread (after a flush)."""
+    @contextmanager
+    def session(self):
+        """Write everything on success; on failure drop what is queued and wait for the thread to stop."""
+        try:
+            yield self
+            self.flush()
+        except BaseException:
+            self._cancelled = True
+            raise
+        finally:
+            self._stop()
+
+    def _stop(self):
         if self._queue is not None:
             self._queue.put(None)
-            self._queue = None
+            self._thread.join()
+            self._queue = self._thread = None
+        self._cancelled = False
 
     def _send(self, table):
+        if self._error is not None:
+            raise self._error  # fail fast instead of generating every remaining row first
         columns, rows = self.tables[table]
         if not rows:
             return
@@ -108,7 +127,10 @@ class BulkWriter:
             connection.ensure_connection()
             self._queue = queue.Queue(maxsize=2)  # bounded: memory stays flat however large the seed
             raw = connection.connection
-            threading.Thread(target=self._copy_worker, args=(raw,), daemon=True, name="bulk-copy").start()
+            self._thread = threading.Thread(
+                target=self._copy_worker, args=(raw,), daemon=True, name="bulk-copy"
+            )
+            self._thread.start()
         return self._queue
 
     def _copy_worker(self, raw):
@@ -120,7 +142,7 @@ class BulkWriter:
                 return
             sql, text = job
             try:
-                if self._error is None:
+                if self._error is None and not self._cancelled:
                     with raw.cursor() as cursor, cursor.copy(sql) as copy:
                         copy.write(text)
             except Exception as exc:  # noqa: BLE001 - handed to the caller at flush()

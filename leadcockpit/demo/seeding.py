@@ -189,26 +189,23 @@ class DemoSeeder:
         ensure_reference_data()
         self.users = self.create_users()
         writer = BulkWriter(self.dialect)
-        try:
-            with transaction.atomic():
-                self.campaigns = self.create_campaigns(writer)
-                self.companies = self.create_companies(writer)
-            self.prepare_touchpoint_tables()
-            first_lead_id = next_id(Lead)
-            bulk_models = [Lead, Touchpoint, StageChange, SalesActivity]
-            # Into empty tables, load without secondary indexes and rebuild them once at the end.
-            empty = not any(m.objects.exists() for m in bulk_models)
-            with transaction.atomic(), deferred_indexes(bulk_models) if empty else nullcontext():
+        with transaction.atomic(), writer.session():
+            self.campaigns = self.create_campaigns(writer)
+            self.companies = self.create_companies(writer)
+        self.prepare_touchpoint_tables()
+        first_lead_id = next_id(Lead)
+        bulk_models = [Lead, Touchpoint, StageChange, SalesActivity]
+        # Into empty tables, load without secondary indexes and rebuild them once at the end.
+        empty = not any(m.objects.exists() for m in bulk_models)
+        with transaction.atomic(), deferred_indexes(bulk_models) if empty else nullcontext():
+            with writer.session():
                 for batch_start in range(0, self.n_leads, self.batch_leads):
                     batch = min(self.batch_leads, self.n_leads - batch_start)
                     self.create_leads(writer, first_lead_id + batch_start, batch)
                     if self.stdout and self.n_leads > self.batch_leads:
                         self.stdout.write(f"  {batch_start + batch:,} / {self.n_leads:,} leads")
-                writer.flush()
-                if self.stdout and empty and connection.vendor == "postgresql":
-                    self.stdout.write("  rebuilding indexes and foreign keys")
-        finally:
-            writer.close()
+            if self.stdout and empty and connection.vendor == "postgresql":
+                self.stdout.write("  rebuilding indexes and foreign keys")
         reset_sequences([Company, Campaign, Lead])
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
