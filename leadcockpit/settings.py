@@ -24,6 +24,7 @@ INSTALLED_APPS = [
     "leadcockpit.accounts",
     "leadcockpit.core",
     "leadcockpit.leads",
+    "leadcockpit.scoring",
     "leadcockpit.demo",
     "django.contrib.admin",
     "django.contrib.auth",

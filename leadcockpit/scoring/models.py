@@ -1,0 +1,286 @@
+"""Scoring models, their versions, criteria and thresholds, joint approval, and the score history."""
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+
+from leadcockpit.leads.models import Channel, Lead, Touchpoint
+
+from .fields import clean_condition
+
+
+class ScoringModel(models.Model):
+    """A named scoring model (e.g. per product line) with a rule for which leads it scores."""
+
+    name = models.CharField(_("name"), max_length=100, unique=True)
+    description = models.TextField(_("description"), blank=True)
+    priority = models.PositiveSmallIntegerField(
+        _("priority"),
+        default=100,
+        help_text=_("Models are tried in this order; the first whose rule matches scores the lead."),
+    )
+    rule = models.JSONField(
+        _("applies to"),
+        default=list,
+        blank=True,
+        help_text=_("Conditions a lead must meet for this model to score it; none means every lead."),
+    )
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["priority", "pk"]
+        verbose_name = _("scoring model")
+        verbose_name_plural = _("scoring models")
+
+    def __str__(self):
+        return self.name
+
+    def clean(self):
+        self.rule = clean_conditions(self.rule)
+
+
+def clean_conditions(conditions):
+    """A list of {field, operator, value} dicts, each passed through the allowlist."""
+    if not isinstance(conditions, list):
+        raise ValidationError(_("The rule must be a list of conditions."), code="invalid")
+    cleaned = []
+    for item in conditions:
+        if not isinstance(item, dict) or set(item) - {"field", "operator", "value"}:
+            raise ValidationError(_("Each condition needs a field, an operator and a value."), code="invalid")
+        field, operator, value = clean_condition(item.get("field"), item.get("operator"), item.get("value"))
+        cleaned.append({"field": field, "operator": operator, "value": value})
+    return cleaned
+
+
+class ScoringVersion(models.Model):
+    """One version of a model's criteria and thresholds: draft → proposed → active → retired."""
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", _("Draft")
+        PROPOSED = "proposed", _("Proposed")
+        ACTIVE = "active", _("Active")
+        RETIRED = "retired", _("Retired")
+
+    model = models.ForeignKey(
+        ScoringModel, verbose_name=_("model"), on_delete=models.CASCADE, related_name="versions"
+    )
+    number = models.PositiveIntegerField(_("version"))
+    status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.DRAFT)
+    note = models.TextField(_("what changed"), blank=True)
+
+    mql_threshold = models.FloatField(_("MQL threshold"), default=100)
+    min_fit_for_mql = models.FloatField(_("minimum fit for MQL"), null=True, blank=True)
+    yellow_from = models.FloatField(_("yellow from"), default=50)
+    green_from = models.FloatField(_("green from"), default=100)
+    warm_from = models.FloatField(_("warm from"), default=40)
+    hot_from = models.FloatField(_("hot from"), default=90)
+    fit_a_from = models.FloatField(_("fit A from"), default=60)
+    fit_b_from = models.FloatField(_("fit B from"), default=35)
+    fit_c_from = models.FloatField(_("fit C from"), default=10)
+    interest_1_from = models.FloatField(_("interest 1 from"), default=60)
+    interest_2_from = models.FloatField(_("interest 2 from"), default=30)
+    interest_3_from = models.FloatField(_("interest 3 from"), default=10)
+
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("created by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    proposed_at = models.DateTimeField(_("proposed"), null=True, blank=True)
+    activated_at = models.DateTimeField(_("activated"), null=True, blank=True)
+    retired_at = models.DateTimeField(_("retired"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["model", "-number"]
+        verbose_name = _("scoring version")
+        verbose_name_plural = _("scoring versions")
+        constraints = [
+            models.UniqueConstraint(fields=["model", "number"], name="scoringversion_number_unique"),
+            models.UniqueConstraint(
+                fields=["model"], condition=Q(status="active"), name="scoringversion_one_active_per_model"
+            ),
+            models.CheckConstraint(
+                condition=Q(green_from__gte=models.F("yellow_from")), name="scoringversion_bands_ordered"
+            ),
+            models.CheckConstraint(
+                condition=Q(hot_from__gte=models.F("warm_from")), name="scoringversion_temps_ordered"
+            ),
+            models.CheckConstraint(
+                condition=Q(fit_a_from__gte=models.F("fit_b_from"))
+                & Q(fit_b_from__gte=models.F("fit_c_from")),
+                name="scoringversion_fit_grades_ordered",
+            ),
+            models.CheckConstraint(
+                condition=Q(interest_1_from__gte=models.F("interest_2_from"))
+                & Q(interest_2_from__gte=models.F("interest_3_from")),
+                name="scoringversion_interest_grades_ordered",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.model} v{self.number} ({self.get_status_display()})"
+
+    @property
+    def is_editable(self):
+        return self.status == self.Status.DRAFT
+
+    def clean(self):
+        errors = {}
+        if self.green_from < self.yellow_from:
+            errors["green_from"] = _("Green must start at or above yellow.")
+        if self.hot_from < self.warm_from:
+            errors["hot_from"] = _("Hot must start at or above warm.")
+        if not self.fit_a_from >= self.fit_b_from >= self.fit_c_from:
+            errors["fit_a_from"] = _("Fit grades must be ordered A ≥ B ≥ C.")
+        if not self.interest_1_from >= self.interest_2_from >= self.interest_3_from:
+            errors["interest_1_from"] = _("Interest grades must be ordered 1 ≥ 2 ≥ 3.")
+        if errors:
+            raise ValidationError(errors)
+
+
+class Criterion(models.Model):
+    """One rule of a version: fit points for who the lead is, interest points for what it does, or a knock-out."""
+
+    class Kind(models.TextChoices):
+        FIT = "fit", _("Fit (explicit)")
+        INTEREST = "interest", _("Interest (implicit)")
+        KNOCKOUT = "knockout", _("Knock-out")
+
+    class Reason(models.TextChoices):
+        STUDENT = "student", _("Student without decision power")
+        COMPETITOR = "competitor", _("Competitor")
+        WRONG_INDUSTRY = "wrong_industry", _("Industry outside the target group")
+        NO_CONSENT = "no_consent", _("No consent")
+        OTHER = "other", _("Other")
+
+    version = models.ForeignKey(
+        ScoringVersion, verbose_name=_("version"), on_delete=models.CASCADE, related_name="criteria"
+    )
+    kind = models.CharField(_("kind"), max_length=10, choices=Kind.choices)
+    position = models.PositiveSmallIntegerField(_("position"), default=0)
+    label = models.CharField(_("label"), max_length=200)
+    # Fit and knock-out: one condition on an allowlisted field.
+    field = models.CharField(_("field"), max_length=40, blank=True)
+    operator = models.CharField(_("operator"), max_length=20, blank=True)
+    value = models.JSONField(_("value"), null=True, blank=True)
+    # Interest: which touchpoints count (every given matcher must hold).
+    touchpoint_kinds = models.JSONField(_("touchpoint kinds"), default=list, blank=True)
+    url_contains = models.CharField(_("URL contains"), max_length=200, blank=True)
+    channel = models.ForeignKey(
+        Channel, verbose_name=_("channel"), null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    search_contains = models.CharField(_("search terms contain"), max_length=200, blank=True)
+    points = models.FloatField(_("points"), default=0, help_text=_("Per occurrence for interest criteria."))
+    cap = models.FloatField(_("cap"), null=True, blank=True, help_text=_("At most this many points in all."))
+    lookback_days = models.PositiveIntegerField(_("look-back (days)"), null=True, blank=True)
+    half_life_days = models.FloatField(
+        _("half-life (days)"),
+        null=True,
+        blank=True,
+        help_text=_("Activity this old counts half; empty: no decay."),
+    )
+    reason = models.CharField(_("knock-out reason"), max_length=20, choices=Reason.choices, blank=True)
+
+    class Meta:
+        ordering = ["version", "kind", "position", "pk"]
+        verbose_name = _("criterion")
+        verbose_name_plural = _("criteria")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(cap__isnull=True) | Q(cap__gt=0), name="criterion_cap_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(half_life_days__isnull=True) | Q(half_life_days__gt=0),
+                name="criterion_half_life_positive",
+            ),
+        ]
+
+    def __str__(self):
+        return self.label
+
+    def clean(self):
+        errors = {}
+        if self.kind in (self.Kind.FIT, self.Kind.KNOCKOUT):
+            try:
+                self.field, self.operator, self.value = clean_condition(self.field, self.operator, self.value)
+            except ValidationError as exc:
+                errors[
+                    "value"
+                    if exc.code not in ("unknown_field", "operator")
+                    else ("field" if exc.code == "unknown_field" else "operator")
+                ] = exc.messages
+            if self.kind == self.Kind.KNOCKOUT and not self.reason:
+                errors["reason"] = _("A knock-out needs a reason.")
+        elif self.kind == self.Kind.INTEREST:
+            kinds = self.touchpoint_kinds
+            if not isinstance(kinds, list) or any(k not in Touchpoint.Kind.values for k in kinds):
+                errors["touchpoint_kinds"] = _("Choose touchpoint kinds from the list.")
+            if not (kinds or self.url_contains or self.channel_id or self.search_contains):
+                errors["touchpoint_kinds"] = _(
+                    "Say which activity counts: a kind, a URL, a channel or a search term."
+                )
+            if self.points == 0:
+                errors["points"] = _("An interest criterion needs points per occurrence.")
+        if errors:
+            raise ValidationError(errors)
+
+
+class Approval(models.Model):
+    """One side's sign-off on a proposed version: marketing and sales must both approve, as two people."""
+
+    class Side(models.TextChoices):
+        MARKETING = "marketing", _("Marketing")
+        SALES = "sales", _("Sales")
+
+    version = models.ForeignKey(
+        ScoringVersion, verbose_name=_("version"), on_delete=models.CASCADE, related_name="approvals"
+    )
+    side = models.CharField(_("side"), max_length=10, choices=Side.choices)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("approved by"), on_delete=models.PROTECT, related_name="+"
+    )
+    at = models.DateTimeField(_("at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("approval")
+        verbose_name_plural = _("approvals")
+        constraints = [
+            models.UniqueConstraint(fields=["version", "side"], name="approval_one_per_side"),
+            models.UniqueConstraint(fields=["version", "user"], name="approval_two_different_people"),
+        ]
+
+    def __str__(self):
+        return f"{self.get_side_display()}: {self.user}"
+
+
+class ScoreChange(models.Model):
+    """A change of a lead's band, temperature or MQL status, with the version that scored it."""
+
+    lead = models.ForeignKey(
+        Lead, verbose_name=_("lead"), on_delete=models.CASCADE, related_name="score_changes", db_index=False
+    )
+    version = models.ForeignKey(
+        ScoringVersion, verbose_name=_("version"), on_delete=models.PROTECT, related_name="+"
+    )
+    at = models.DateTimeField(_("at"))
+    fit = models.FloatField(_("fit"))
+    interest = models.FloatField(_("interest"))
+    score = models.FloatField(_("score"))
+    band = models.CharField(_("traffic light"), max_length=6, choices=Lead.Band.choices)
+    temperature = models.CharField(_("temperature"), max_length=4, choices=Lead.Temperature.choices)
+    grade = models.CharField(_("grade"), max_length=2)
+    is_mql = models.BooleanField(_("MQL"))
+
+    class Meta:
+        verbose_name = _("score change")
+        verbose_name_plural = _("score changes")
+        indexes = [models.Index(fields=["lead", "at"], name="scorechange_lead_idx")]
+
+    def __str__(self):
+        return f"{self.lead_id} {self.band} {self.score:.0f} @ {self.at:%Y-%m-%d %H:%M}"
