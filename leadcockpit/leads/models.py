@@ -304,6 +304,7 @@ class Lead(models.Model):
     grade = models.CharField(
         _("grade"), max_length=2, blank=True, help_text=_("Fit letter A–D × interest 1–4.")
     )
+    score_is_mql = models.BooleanField(_("score reaches MQL"), default=False)
     scored_at = models.DateTimeField(_("scored"), null=True, blank=True)
 
     created_at = models.DateTimeField(_("created"), default=timezone.now)
