@@ -14,6 +14,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from itertools import accumulate
+from time import perf_counter
 
 from django.apps import apps
 from django.contrib.auth.models import Group
@@ -23,6 +24,9 @@ from leadcockpit.accounts.models import Team, User
 from leadcockpit.accounts.roles import Role, sync_role_groups
 from leadcockpit.core.fixtures import load_reference_data
 from leadcockpit.leads.models import Campaign, Company, Lead, SalesActivity, StageChange, Touchpoint
+from leadcockpit.scoring.defaults import create_default_model
+from leadcockpit.scoring.models import ScoreChange
+from leadcockpit.scoring.rescoring import rescore_all
 
 from . import names
 from .bulk import BulkWriter, Dialect, deferred_indexes, epoch, next_id, reset_sequences
@@ -166,6 +170,7 @@ class SeedResult:
     stage_changes: int = 0
     sales_activities: int = 0
     users: list = field(default_factory=list)
+    scoring_s: float = 0.0
     stages: dict = field(default_factory=dict)
 
 
@@ -211,12 +216,25 @@ class DemoSeeder:
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
                 cursor.execute("ANALYZE")
+        self.score_leads()
         counts = writer.counts
         self.result.leads = counts.get(LEAD_TABLE, 0)
         self.result.touchpoints = counts.get(Touchpoint._meta.db_table, 0)
         self.result.stage_changes = counts.get(StageChange._meta.db_table, 0)
         self.result.sales_activities = counts.get(SalesActivity._meta.db_table, 0)
         return self.result
+
+    def score_leads(self):
+        """Load the default scoring model (approved by the demo marketer and sales manager) and score everyone.
+
+        Stages stay as simulated: the seed's history already says who became an MQL and when.
+        """
+        create_default_model(marketing_user=self.users["marketing"], sales_user=self.users["manager"])
+        if self.stdout and self.n_leads > self.batch_leads:
+            self.stdout.write("  scoring every lead with the default model")
+        started = perf_counter()
+        rescore_all(as_of=datetime.fromtimestamp(self.anchor, UTC), advance_stages=False)
+        self.result.scoring_s = perf_counter() - started
 
     # -- users and teams ---------------------------------------------------------------------------------------
     def create_users(self):
@@ -953,10 +971,16 @@ def ensure_reference_data():
 
 def wipe_demo_data():
     """Remove every lead record (not users or reference data) so a seed starts from empty tables."""
-    tables = [m._meta.db_table for m in (Touchpoint, SalesActivity, StageChange, Lead, Company, Campaign)]
+    tables = [
+        m._meta.db_table
+        for m in (ScoreChange, Touchpoint, SalesActivity, StageChange, Lead, Company, Campaign)
+    ]
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
+            # Deferred foreign-key checks queued earlier in this transaction would block TRUNCATE.
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
             cursor.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+            cursor.execute("SET CONSTRAINTS ALL DEFERRED")
         else:
             for table in tables:
                 cursor.execute(f'DELETE FROM "{table}"')  # noqa: S608 - table names from models

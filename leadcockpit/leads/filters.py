@@ -20,6 +20,7 @@ SORTS = {
     "name": (Sort("last_name", False, str), _("Last name A–Z")),
 }
 DEFAULT_SORT = "-created"
+GRADES = [(f"{letter}{number}", f"{letter}{number}") for letter in "ABCD" for number in "1234"]
 # A search term matching more companies than this is too broad to list them all; name and email matches still count.
 SEARCH_MAX_COMPANIES = 1000
 
@@ -39,6 +40,7 @@ class LeadFilter(django_filters.FilterSet):
     q = django_filters.CharFilter(method="search", label=_("Search"), max_length=100)
     stage = django_filters.ModelChoiceFilter(queryset=LifecycleStage.objects.all(), label=_("Stage"))
     band = django_filters.ChoiceFilter(choices=Lead.Band.choices, label=_("Traffic light"))
+    grade = django_filters.ChoiceFilter(choices=GRADES, label=_("Grade"))
     owner = django_filters.ModelChoiceFilter(queryset=User.objects.none(), label=_("Owner"))
     industry = django_filters.ChoiceFilter(
         field_name="company__industry", choices=Industry.choices, label=_("Industry")

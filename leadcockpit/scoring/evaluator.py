@@ -182,7 +182,9 @@ def evaluate(lead, version, *, as_of, criteria=None, touchpoints=None) -> Evalua
     """Score `lead` with `version` as of `as_of`. Pass criteria/touchpoints to avoid queries in loops."""
     criteria = list(version.criteria.all()) if criteria is None else criteria
     if touchpoints is None:
-        touchpoints = list(lead.touchpoints.only("kind", "url", "channel_id", "search_terms", "occurred_at"))
+        touchpoints = list(
+            lead.touchpoints.only("lead", "kind", "url", "channel", "search_terms", "occurred_at")
+        )
     fit = interest = 0.0
     contributions, knockouts = [], []
     for criterion in criteria:

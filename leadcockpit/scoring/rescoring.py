@@ -256,7 +256,9 @@ def classify_sql(version):
 CHUNK_TABLE = "scoring_chunk"
 
 
-def rescore_chunk(version, criteria, *, as_of, scope_sql, scope_params, exclude_rules=()) -> RescoreResult:
+def rescore_chunk(
+    version, criteria, *, as_of, scope_sql, scope_params, exclude_rules=(), advance_stages=True
+) -> RescoreResult:
     """Score the leads in scope with one version, set-based, in one short transaction."""
     d = Dialect(connection.vendor)
     compute, compute_params = compute_sql(
@@ -301,6 +303,8 @@ def rescore_chunk(version, criteria, *, as_of, scope_sql, scope_params, exclude_
             [version.pk, as_of],
         )
         result.changes = cursor.rowcount
+        if not advance_stages:
+            crossing = "1=0"
         cursor.execute(
             f"INSERT INTO {STAGE_CHANGE} (lead_id, from_stage_id, to_stage_id, actor_id, system_actor, reason, at) "
             f"SELECT t.id, t.stage, 'mql', NULL, 'scoring', %s, %s FROM {CHUNK_TABLE} t WHERE {crossing}",
@@ -335,8 +339,12 @@ def active_versions():
     return versions, criteria
 
 
-def rescore(*, lead_ids=None, id_range=None, as_of=None, versions=None) -> RescoreResult:
-    """Score the given leads (ids, or an id range [low, high)) with the active version that owns each."""
+def rescore(*, lead_ids=None, id_range=None, as_of=None, versions=None, advance_stages=True) -> RescoreResult:
+    """Score the given leads (ids, or an id range [low, high)) with the active version that owns each.
+
+    advance_stages=False records scores and history but moves no lead to MQL (the demo seed keeps the
+    lifecycle it simulated).
+    """
     as_of = as_of or timezone.now()
     versions, criteria = versions or active_versions()
     total = RescoreResult()
@@ -360,6 +368,35 @@ def rescore(*, lead_ids=None, id_range=None, as_of=None, versions=None) -> Resco
                     scope_sql=scope_sql,
                     scope_params=scope_params,
                     exclude_rules=exclude,
+                    advance_stages=advance_stages,
                 )
             )
+    return total
+
+
+def lead_id_bounds():
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT MIN(id), MAX(id) FROM {LEAD}")
+        return cursor.fetchone()
+
+
+def rescore_all(*, as_of=None, chunk_size=50_000, advance_stages=True, progress=None) -> RescoreResult:
+    """Every lead, in id ranges of chunk_size, each in its own short transaction."""
+    as_of = as_of or timezone.now()
+    low, high = lead_id_bounds()
+    total = RescoreResult()
+    if low is None:
+        return total
+    versions = active_versions()
+    for start in range(low, high + 1, chunk_size):
+        total.add(
+            rescore(
+                id_range=(start, start + chunk_size),
+                as_of=as_of,
+                versions=versions,
+                advance_stages=advance_stages,
+            )
+        )
+        if progress:
+            progress(min(start + chunk_size, high + 1) - low, high + 1 - low)
     return total
