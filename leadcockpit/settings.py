@@ -124,6 +124,10 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
     # Proves the worker and beat are alive; /health/ reports how long ago the last heartbeat landed.
     "worker-heartbeat": {"task": "leadcockpit.core.tasks.heartbeat", "schedule": 60.0},
+    # Dirty leads are rescored on commit; this catches what a lost Redis message left behind, within seconds.
+    "rescoring-sweep": {"task": "leadcockpit.scoring.tasks.sweep_rescoring", "schedule": 15.0},
+    # Interest fades with half-lives of days: hourly keeps stored scores within an hour of the truth.
+    "scoring-decay-tick": {"task": "leadcockpit.scoring.tasks.decay_tick", "schedule": 3600.0},
 }
 
 # --- Mail --------------------------------------------------------------------------------------------------

@@ -132,3 +132,14 @@ def client_for(client):
 def fast_password_hashing(settings):
     """Tests create many users; the production hasher's million rounds would dominate the suite's time."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def tasks_in_process():
+    """Run Celery tasks in this process (the embedded default), even when REDIS_URL points at a broker."""
+    from leadcockpit.celery import app
+
+    before = app.conf.task_always_eager, app.conf.task_eager_propagates
+    app.conf.task_always_eager = app.conf.task_eager_propagates = True
+    yield
+    app.conf.task_always_eager, app.conf.task_eager_propagates = before

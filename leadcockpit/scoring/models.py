@@ -284,3 +284,60 @@ class ScoreChange(models.Model):
 
     def __str__(self):
         return f"{self.lead_id} {self.band} {self.score:.0f} @ {self.at:%Y-%m-%d %H:%M}"
+
+
+class DirtyLead(models.Model):
+    """A lead whose score must be recomputed (new activity, changed attributes); the sweep empties this table."""
+
+    lead = models.OneToOneField(
+        Lead, verbose_name=_("lead"), on_delete=models.CASCADE, primary_key=True, related_name="+"
+    )
+    marked_at = models.DateTimeField(_("marked"), auto_now_add=True, db_index=True)
+
+    class Meta:
+        verbose_name = _("lead to rescore")
+        verbose_name_plural = _("leads to rescore")
+
+    def __str__(self):
+        return str(self.lead_id)
+
+
+class RescoreJob(models.Model):
+    """A full rescore, chunked by lead id; its row is the progress bar and the place to resume from."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Running")
+        DONE = "done", _("Done")
+        FAILED = "failed", _("Failed")
+
+    reason = models.CharField(_("reason"), max_length=200)
+    status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.QUEUED)
+    as_of = models.DateTimeField(_("as of"))
+    next_id = models.BigIntegerField(_("next lead id"), default=0)
+    last_id = models.BigIntegerField(_("last lead id"), default=0)
+    first_id = models.BigIntegerField(_("first lead id"), default=0)
+    scored = models.PositiveIntegerField(_("leads scored"), default=0)
+    updated = models.PositiveIntegerField(_("leads changed"), default=0)
+    new_mqls = models.PositiveIntegerField(_("new MQLs"), default=0)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    heartbeat_at = models.DateTimeField(_("last progress"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+    error = models.TextField(_("error"), blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = _("rescore job")
+        verbose_name_plural = _("rescore jobs")
+
+    def __str__(self):
+        return f"{self.reason} ({self.get_status_display()})"
+
+    @property
+    def percent(self):
+        if self.status == self.Status.DONE:
+            return 100
+        span = self.last_id - self.first_id + 1
+        if span <= 0:
+            return 0
+        return max(0, min(99, int(100 * (self.next_id - self.first_id) / span)))

@@ -339,11 +339,14 @@ def active_versions():
     return versions, criteria
 
 
-def rescore(*, lead_ids=None, id_range=None, as_of=None, versions=None, advance_stages=True) -> RescoreResult:
+def rescore(
+    *, lead_ids=None, id_range=None, as_of=None, versions=None, advance_stages=True, decaying_only=False
+) -> RescoreResult:
     """Score the given leads (ids, or an id range [low, high)) with the active version that owns each.
 
     advance_stages=False records scores and history but moves no lead to MQL (the demo seed keeps the
-    lifecycle it simulated).
+    lifecycle it simulated). decaying_only=True skips leads without interest points: time changes nothing
+    else in a score.
     """
     as_of = as_of or timezone.now()
     versions, criteria = versions or active_versions()
@@ -359,6 +362,8 @@ def rescore(*, lead_ids=None, id_range=None, as_of=None, versions=None, advance_
             scopes = [("l.id >= %s AND l.id < %s", list(id_range))]
         else:
             scopes = [(f"l.id IN ({', '.join(['%s'] * len(batch))})", batch) for batch in batches]
+        if decaying_only:
+            scopes = [(f"{sql} AND l.interest_score <> 0", params) for sql, params in scopes]
         for scope_sql, scope_params in scopes:
             total.add(
                 rescore_chunk(

@@ -1,0 +1,138 @@
+"""Scoring workflows: marking leads for rescoring, the incremental and full rescores, the decay tick."""
+
+import logging
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from .models import DirtyLead, RescoreJob
+from .rescoring import RescoreResult, lead_id_bounds, rescore
+
+log = logging.getLogger(__name__)
+
+DIRTY_BATCH = 10_000
+JOB_CHUNK = 50_000
+STALE_JOB_AFTER = timezone.timedelta(minutes=5)
+
+
+def mark_dirty(*, lead_ids):
+    """Record that these leads need a new score (durably, in the database) and ask a worker to do it soon."""
+    ids = sorted(set(lead_ids))
+    if not ids:
+        return
+    DirtyLead.objects.bulk_create([DirtyLead(lead_id=pk) for pk in ids], ignore_conflicts=True)
+    transaction.on_commit(_enqueue_dirty)
+
+
+def _enqueue_dirty():
+    from . import tasks
+
+    try:
+        tasks.rescore_dirty_leads.delay()
+    except Exception:  # noqa: BLE001 - Redis may be away; the periodic sweep finds the rows
+        log.warning("could not enqueue rescore_dirty_leads; the sweep will pick the leads up", exc_info=True)
+
+
+def rescore_dirty(*, batch=DIRTY_BATCH, as_of=None) -> RescoreResult:
+    """Claim up to `batch` dirty leads (skipping rows another worker holds), rescore them, forget the marks.
+
+    One transaction: if rescoring fails, the marks come back with the rollback.
+    """
+    with transaction.atomic():
+        ids = list(
+            DirtyLead.objects.select_for_update(skip_locked=True)
+            .order_by("marked_at")
+            .values_list("lead_id", flat=True)[:batch]
+        )
+        if not ids:
+            return RescoreResult()
+        DirtyLead.objects.filter(lead_id__in=ids).delete()
+        return rescore(lead_ids=ids, as_of=as_of)
+
+
+def start_full_rescore(*, reason, as_of=None) -> RescoreJob:
+    """Create a job that rescores every lead in chunks, and enqueue it after commit."""
+    low, high = lead_id_bounds()
+    job = RescoreJob.objects.create(
+        reason=reason[:200],
+        as_of=as_of or timezone.now(),
+        first_id=low or 0,
+        next_id=low or 0,
+        last_id=high if high is not None else -1,
+    )
+    transaction.on_commit(lambda: _enqueue_job(job.pk))
+    return job
+
+
+def _enqueue_job(job_id):
+    from . import tasks
+
+    try:
+        tasks.run_rescore_job.delay(job_id)
+    except Exception:  # noqa: BLE001 - the sweep re-enqueues queued jobs
+        log.warning("could not enqueue rescore job %s; the sweep will", job_id, exc_info=True)
+
+
+def run_rescore_job(*, job_id, chunk_size=JOB_CHUNK, max_chunks=None):
+    """Work through a job chunk by chunk, each in its own transaction holding the job row.
+
+    Safe to run twice or concurrently: a second runner skips the locked row; a killed runner leaves the job at
+    its last committed chunk, and running it again resumes there with the same as_of, so the result is the same.
+    """
+    chunks = 0
+    while max_chunks is None or chunks < max_chunks:
+        with transaction.atomic():
+            job = (
+                RescoreJob.objects.select_for_update(skip_locked=True)
+                .filter(pk=job_id, status__in=[RescoreJob.Status.QUEUED, RescoreJob.Status.RUNNING])
+                .first()
+            )
+            if job is None:
+                return
+            now = timezone.now()
+            if job.next_id > job.last_id:
+                job.status, job.finished_at, job.heartbeat_at = RescoreJob.Status.DONE, now, now
+                job.save(update_fields=["status", "finished_at", "heartbeat_at"])
+                return
+            end = job.next_id + chunk_size
+            result = rescore(id_range=(job.next_id, end), as_of=job.as_of)
+            RescoreJob.objects.filter(pk=job.pk).update(
+                status=RescoreJob.Status.RUNNING,
+                next_id=end,
+                scored=F("scored") + result.scored,
+                updated=F("updated") + result.updated,
+                new_mqls=F("new_mqls") + result.new_mqls,
+                heartbeat_at=now,
+            )
+        chunks += 1
+
+
+def decay_tick(*, as_of=None, chunk_size=JOB_CHUNK) -> RescoreResult:
+    """Bring decayed interest up to date: rescore, chunk by chunk, every lead that has interest points."""
+    as_of = as_of or timezone.now()
+    low, high = lead_id_bounds()
+    total = RescoreResult()
+    if low is None:
+        return total
+    from .rescoring import active_versions
+
+    versions = active_versions()
+    for start in range(low, high + 1, chunk_size):
+        total.add(
+            rescore(id_range=(start, start + chunk_size), as_of=as_of, versions=versions, decaying_only=True)
+        )
+    return total
+
+
+def sweep():
+    """Re-enqueue what a lost message left behind: dirty leads, queued jobs, jobs whose runner went silent."""
+    if DirtyLead.objects.exists():
+        _enqueue_dirty()
+    stale = timezone.now() - STALE_JOB_AFTER
+    for job_id in RescoreJob.objects.filter(status=RescoreJob.Status.QUEUED).values_list("pk", flat=True):
+        _enqueue_job(job_id)
+    for job_id in RescoreJob.objects.filter(
+        status=RescoreJob.Status.RUNNING, heartbeat_at__lt=stale
+    ).values_list("pk", flat=True):
+        _enqueue_job(job_id)

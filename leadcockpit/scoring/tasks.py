@@ -1,0 +1,28 @@
+"""Thin adapters: take ids, call one action. Each is safe to run twice (see the actions)."""
+
+from celery import shared_task
+
+from . import actions
+
+
+@shared_task(ignore_result=True, soft_time_limit=120, time_limit=150)
+def rescore_dirty_leads():
+    # Drain in batches; a huge backlog is finished by the next sweep rather than by one endless task.
+    for _ in range(20):
+        if not actions.rescore_dirty().scored:
+            return
+
+
+@shared_task(ignore_result=True, soft_time_limit=3300, time_limit=3600)
+def run_rescore_job(job_id):
+    actions.run_rescore_job(job_id=job_id)
+
+
+@shared_task(ignore_result=True, soft_time_limit=1700, time_limit=1800)
+def decay_tick():
+    actions.decay_tick()
+
+
+@shared_task(ignore_result=True, soft_time_limit=50, time_limit=60)
+def sweep_rescoring():
+    actions.sweep()
