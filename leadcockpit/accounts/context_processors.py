@@ -9,7 +9,10 @@ def navigation(request):
     user = getattr(request, "user", None)
     if user is None or role_of(user) is None:
         return {"nav_items": [], "user_role": None}
-    items = [("leads", _("Leads"), reverse("leads:list"))]
+    items = [
+        ("leads", _("Leads"), reverse("leads:list")),
+        ("scoring", _("Scoring"), reverse("scoring:overview")),
+    ]
     if user.is_staff:
         items.append(("admin", _("Admin"), reverse("admin:index")))
     return {"nav_items": items, "user_role": role_of(user)}

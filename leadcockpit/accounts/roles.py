@@ -40,11 +40,26 @@ _VIEW_ALL = [
     "leads.view_channel",
     "leads.view_lifecyclestage",
 ]
+_SCORING_VIEW = [
+    "scoring.view_scoringmodel",
+    "scoring.view_scoringversion",
+    "scoring.view_criterion",
+    "scoring.view_approval",
+    "scoring.view_scorechange",
+    "scoring.view_rescorejob",
+]
 ROLE_PERMISSIONS = {
     Role.ADMIN: "__all__",
     # Marketing owns the record and campaigns, and reads the sales protocol without changing it.
     Role.MARKETING: [
         *_VIEW_ALL,
+        *_SCORING_VIEW,
+        "scoring.add_scoringmodel",
+        "scoring.change_scoringmodel",
+        "scoring.change_scoringversion",
+        "scoring.add_criterion",
+        "scoring.change_criterion",
+        "scoring.delete_criterion",
         "leads.add_company",
         "leads.change_company",
         "leads.add_lead",
@@ -52,7 +67,7 @@ ROLE_PERMISSIONS = {
         "leads.add_campaign",
         "leads.change_campaign",
     ],
-    Role.SALES_MANAGER: [*_VIEW_ALL, "leads.add_salesactivity", "leads.change_salesactivity"],
+    Role.SALES_MANAGER: [*_VIEW_ALL, *_SCORING_VIEW, "leads.add_salesactivity", "leads.change_salesactivity"],
     Role.SALES_REP: [*_VIEW_ALL, "leads.add_salesactivity", "leads.change_salesactivity"],
 }
 
@@ -91,9 +106,12 @@ def sync_role_groups(apps, schema_editor=None):
         if wanted == "__all__":
             perms = Permission.objects.all()
         else:
+            # Early migrations run before later apps' models exist; their permissions are granted by the
+            # migration that follows them (each app adds one calling this function).
             pairs = [name.split(".") for name in wanted]
             perms = [
-                Permission.objects.get(content_type__app_label=app, codename=codename)
+                perm
                 for app, codename in pairs
+                for perm in Permission.objects.filter(content_type__app_label=app, codename=codename)
             ]
         group.permissions.set(perms)

@@ -136,3 +136,133 @@ def sweep():
         status=RescoreJob.Status.RUNNING, heartbeat_at__lt=stale
     ).values_list("pk", flat=True):
         _enqueue_job(job_id)
+
+
+class WorkflowError(Exception):
+    """A version step that is not allowed now; the message says why, in the user's language."""
+
+
+def side_of(user):
+    """Which side of the joint approval a user signs for: marketing, sales, or None."""
+    from leadcockpit.accounts.roles import Role
+
+    from .models import Approval
+
+    role = user.role
+    if role == Role.MARKETING:
+        return Approval.Side.MARKETING
+    if role == Role.SALES_MANAGER:  # sales signs through its managers, not each rep
+        return Approval.Side.SALES
+    return None
+
+
+@transaction.atomic
+def new_draft(*, model, by, from_version=None):
+    """A new draft version, copying the criteria and thresholds of `from_version` (or the newest version)."""
+    from .models import ScoringVersion
+
+    source = from_version or model.versions.order_by("-number").first()
+    number = (model.versions.order_by("-number").values_list("number", flat=True).first() or 0) + 1
+    draft = ScoringVersion.objects.create(model=model, number=number, created_by=by)
+    if source is not None:
+        for name in THRESHOLD_FIELDS:
+            setattr(draft, name, getattr(source, name))
+        draft.save()
+        criteria = list(source.criteria.all())
+        for criterion in criteria:
+            criterion.pk = None
+            criterion.version = draft
+        draft.criteria.model.objects.bulk_create(criteria)
+    return draft
+
+
+THRESHOLD_FIELDS = [
+    "mql_threshold",
+    "min_fit_for_mql",
+    "yellow_from",
+    "green_from",
+    "warm_from",
+    "hot_from",
+    "fit_a_from",
+    "fit_b_from",
+    "fit_c_from",
+    "interest_1_from",
+    "interest_2_from",
+    "interest_3_from",
+]
+
+
+def propose(*, version, by):
+    """Freeze a draft for sign-off. Conditional update: two clicks cannot propose it twice."""
+    from django.utils.translation import gettext as _
+
+    from .models import ScoringVersion
+
+    if not version.criteria.exists():
+        raise WorkflowError(_("A version needs at least one criterion before it can be proposed."))
+    changed = ScoringVersion.objects.filter(pk=version.pk, status=ScoringVersion.Status.DRAFT).update(
+        status=ScoringVersion.Status.PROPOSED, proposed_at=timezone.now()
+    )
+    if not changed:
+        raise WorkflowError(_("Only a draft can be proposed."))
+    version.refresh_from_db()
+    return version
+
+
+@transaction.atomic
+def approve(*, version, by):
+    """Record the user's side's approval; with both sides in, activate the version and rescore every lead."""
+    from django.db import IntegrityError
+    from django.utils.translation import gettext as _
+
+    from .models import Approval, ScoringVersion
+
+    version = ScoringVersion.objects.select_for_update().get(pk=version.pk)
+    if version.status != ScoringVersion.Status.PROPOSED:
+        raise WorkflowError(_("Only a proposed version can be approved."))
+    side = side_of(by)
+    if side is None:
+        raise WorkflowError(_("Only marketing and sales users approve scoring models."))
+    if version.approvals.filter(user=by).exists():
+        raise WorkflowError(_("You have approved this version already; the other side must approve it."))
+    try:
+        with transaction.atomic():
+            Approval.objects.create(version=version, side=side, user=by)
+    except IntegrityError:
+        raise WorkflowError(_("Your side has approved this version already.")) from None
+    if version.approvals.count() == 2:
+        activate(
+            version=version, reason=_("%(version)s activated after joint approval") % {"version": version}
+        )
+    return version
+
+
+@transaction.atomic
+def activate(*, version, reason):
+    """Retire the model's active version, activate this one, and start a full rescore."""
+    from .models import ScoringVersion
+
+    now = timezone.now()
+    ScoringVersion.objects.filter(model=version.model, status=ScoringVersion.Status.ACTIVE).exclude(
+        pk=version.pk
+    ).update(status=ScoringVersion.Status.RETIRED, retired_at=now)
+    ScoringVersion.objects.filter(pk=version.pk).update(
+        status=ScoringVersion.Status.ACTIVE, activated_at=now, retired_at=None
+    )
+    version.refresh_from_db()
+    return start_full_rescore(reason=reason)
+
+
+@transaction.atomic
+def rollback(*, version, by):
+    """Re-activate a retired version (it was jointly approved when it first went live)."""
+    from django.utils.translation import gettext as _
+
+    from .models import ScoringVersion
+
+    version = ScoringVersion.objects.select_for_update().get(pk=version.pk)
+    if version.status != ScoringVersion.Status.RETIRED or version.approvals.count() < 2:
+        raise WorkflowError(_("Only a retired, jointly approved version can be rolled back to."))
+    return activate(
+        version=version, reason=_("Rollback to %(version)s by %(user)s") % {"version": version, "user": by}
+    )

@@ -1,0 +1,187 @@
+from django.contrib import admin, messages
+from django.utils.translation import gettext_lazy as _
+
+from . import actions
+from .models import Approval, Criterion, DirtyLead, RescoreJob, ScoreChange, ScoringModel, ScoringVersion
+
+
+class VersionInline(admin.TabularInline):
+    model = ScoringVersion
+    extra = 0
+    fields = ["number", "status", "note", "activated_at", "retired_at"]
+    readonly_fields = fields
+    show_change_link = True
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False  # new versions come from the "new draft" action, copying the last one
+
+
+@admin.register(ScoringModel)
+class ScoringModelAdmin(admin.ModelAdmin):
+    list_display = ["name", "priority", "active_version"]
+    fields = ["name", "description", "priority", "rule"]
+    inlines = [VersionInline]
+    actions = ["make_draft"]
+
+    @admin.display(description=_("active version"))
+    def active_version(self, obj):
+        version = obj.versions.filter(status=ScoringVersion.Status.ACTIVE).first()
+        return version.number if version else "—"
+
+    @admin.action(description=_("Start a new draft version"))
+    def make_draft(self, request, queryset):
+        for model in queryset:
+            draft = actions.new_draft(model=model, by=request.user)
+            self.message_user(request, _("Draft %(version)s created.") % {"version": draft})
+
+
+class CriterionInline(admin.StackedInline):
+    model = Criterion
+    extra = 0
+    fields = [
+        ("kind", "position", "label"),
+        ("field", "operator", "value"),
+        ("touchpoint_kinds", "url_contains", "channel", "search_contains"),
+        ("points", "cap", "lookback_days", "half_life_days"),
+        "reason",
+    ]
+
+    def _editable(self, obj):
+        return obj is None or obj.is_editable
+
+    def has_add_permission(self, request, obj=None):
+        return self._editable(obj) and super().has_add_permission(request, obj)
+
+    def has_change_permission(self, request, obj=None):
+        return self._editable(obj) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return self._editable(obj) and super().has_delete_permission(request, obj)
+
+
+class ApprovalInline(admin.TabularInline):
+    model = Approval
+    extra = 0
+    fields = ["side", "user", "at"]
+    readonly_fields = fields
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False  # approvals come from the approve action, one per side and person
+
+
+@admin.register(ScoringVersion)
+class ScoringVersionAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "model", "number", "status", "activated_at"]
+    list_filter = ["model", "status"]
+    readonly_fields = [
+        "model",
+        "number",
+        "status",
+        "created_by",
+        "created_at",
+        "proposed_at",
+        "activated_at",
+        "retired_at",
+    ]
+    fieldsets = [
+        (None, {"fields": ["model", "number", "status", "note"]}),
+        (
+            _("Thresholds"),
+            {
+                "fields": [
+                    ("mql_threshold", "min_fit_for_mql"),
+                    ("yellow_from", "green_from"),
+                    ("warm_from", "hot_from"),
+                    ("fit_a_from", "fit_b_from", "fit_c_from"),
+                    ("interest_1_from", "interest_2_from", "interest_3_from"),
+                ]
+            },
+        ),
+        (_("History"), {"fields": ["created_by", "created_at", "proposed_at", "activated_at", "retired_at"]}),
+    ]
+    inlines = [CriterionInline, ApprovalInline]
+    actions = ["propose_versions", "approve_versions", "rollback_to_versions"]
+
+    def has_change_permission(self, request, obj=None):
+        if obj is not None and not obj.is_editable:
+            return False  # a proposed, active or retired version is immutable
+        return super().has_change_permission(request, obj)
+
+    def has_add_permission(self, request):
+        return False
+
+    def _run(self, request, queryset, step, done):
+        for version in queryset:
+            try:
+                step(version=version, by=request.user)
+                self.message_user(request, done % {"version": version})
+            except actions.WorkflowError as exc:
+                self.message_user(request, f"{version}: {exc}", messages.ERROR)
+
+    @admin.action(description=_("Propose for approval"))
+    def propose_versions(self, request, queryset):
+        self._run(request, queryset, actions.propose, _("%(version)s proposed."))
+
+    @admin.action(description=_("Approve for my side"))
+    def approve_versions(self, request, queryset):
+        self._run(request, queryset, actions.approve, _("%(version)s approved."))
+
+    @admin.action(description=_("Roll back to this version"))
+    def rollback_to_versions(self, request, queryset):
+        self._run(request, queryset, actions.rollback, _("%(version)s re-activated."))
+
+
+@admin.register(ScoreChange)
+class ScoreChangeAdmin(admin.ModelAdmin):
+    list_display = ["at", "lead", "version", "score", "band", "temperature", "grade", "is_mql"]
+    list_filter = ["band", "temperature", "is_mql", "version"]
+    list_select_related = ["lead", "version__model"]
+    raw_id_fields = ["lead"]
+    search_fields = ["^lead__email"]
+    show_full_result_count = False
+    ordering = ["-id"]
+
+    def get_queryset(self, request):
+        from leadcockpit.leads.models import Lead
+
+        return (
+            super().get_queryset(request).filter(lead__in=Lead.objects.visible_to(request.user).values("pk"))
+        )
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(RescoreJob)
+class RescoreJobAdmin(admin.ModelAdmin):
+    list_display = [
+        "created_at",
+        "reason",
+        "status",
+        "percent",
+        "scored",
+        "updated",
+        "new_mqls",
+        "finished_at",
+    ]
+    list_filter = ["status"]
+    readonly_fields = [f.name for f in RescoreJob._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(DirtyLead)
+class DirtyLeadAdmin(admin.ModelAdmin):
+    list_display = ["lead", "marked_at"]
+    raw_id_fields = ["lead"]
+    ordering = ["marked_at"]
+    show_full_result_count = False
+
+    def has_add_permission(self, request):
+        return False
