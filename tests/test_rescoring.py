@@ -136,3 +136,14 @@ def test_each_lead_is_scored_by_the_first_model_whose_rule_holds(version):
     assert german.score == 7
     assert french.score == 30
     assert ScoreChange.objects.get(lead=german).version == dach_version
+
+
+def test_score_as_of_a_past_moment_comes_from_the_history(version):
+    lead = LeadFactory(company=CompanyFactory(industry="manufacturing"))
+    TouchpointFactory(lead=lead, kind="demo_request", occurred_at=NOW)
+    rescore(lead_ids=[lead.pk], as_of=NOW)  # 80: yellow
+    rescore(lead_ids=[lead.pk], as_of=NOW + timedelta(days=60))  # 42.5: red
+    assert ScoreChange.objects.as_of(lead, NOW - timedelta(seconds=1)) is None
+    assert ScoreChange.objects.as_of(lead, NOW + timedelta(days=59)).band == "yellow"
+    at_handover = ScoreChange.objects.as_of(lead, NOW + timedelta(days=61))
+    assert (at_handover.band, at_handover.version) == ("red", version)

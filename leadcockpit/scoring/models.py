@@ -259,6 +259,14 @@ class Approval(models.Model):
         return f"{self.get_side_display()}: {self.user}"
 
 
+class ScoreChangeQuerySet(models.QuerySet):
+    def as_of(self, lead, at):
+        """The lead's score state at a past moment (e.g. at handover): the last change at or before `at`."""
+        return (
+            self.filter(lead=lead, at__lte=at).select_related("version__model").order_by("-at", "-pk").first()
+        )
+
+
 class ScoreChange(models.Model):
     """A change of a lead's band, temperature or MQL status, with the version that scored it."""
 
@@ -276,6 +284,8 @@ class ScoreChange(models.Model):
     temperature = models.CharField(_("temperature"), max_length=4, choices=Lead.Temperature.choices)
     grade = models.CharField(_("grade"), max_length=2)
     is_mql = models.BooleanField(_("MQL"))
+
+    objects = ScoreChangeQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("score change")

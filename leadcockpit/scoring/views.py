@@ -36,7 +36,14 @@ def lead_score(request, pk):
     if version is not None:
         evaluation = evaluate(lead, version, as_of=timezone.now(), criteria=list(version.criteria.all()))
         missing = evaluation.missing_to_mql(version)
-    context = {"lead": lead, "version": version, "evaluation": evaluation, "missing": missing}
+    history = lead.score_changes.select_related("version__model").order_by("-at", "-pk")[:10]
+    context = {
+        "lead": lead,
+        "version": version,
+        "evaluation": evaluation,
+        "missing": missing,
+        "history": history,
+    }
     template = "scoring/lead_score.html"
     if is_fragment_request(request):
         template += "#score-ledger"
