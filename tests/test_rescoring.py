@@ -147,3 +147,57 @@ def test_score_as_of_a_past_moment_comes_from_the_history(version):
     assert ScoreChange.objects.as_of(lead, NOW + timedelta(days=59)).band == "yellow"
     at_handover = ScoreChange.objects.as_of(lead, NOW + timedelta(days=61))
     assert (at_handover.band, at_handover.version) == ("red", version)
+
+
+def test_accumulators_are_recomputed_when_a_lookback_window_loses_a_touchpoint(version):
+    version.criteria.create(
+        kind="interest",
+        label="Pricing, last week",
+        touchpoint_kinds=["page_view"],
+        points=10,
+        lookback_days=7,
+    )
+    lead = LeadFactory(company=CompanyFactory(industry="retail"))
+    TouchpointFactory(lead=lead, kind="page_view", occurred_at=NOW - timedelta(days=5))
+    TouchpointFactory(lead=lead, kind="page_view", occurred_at=NOW - timedelta(days=1))
+    assert rescore(lead_ids=[lead.pk], as_of=NOW).recomputed == 1
+    assert rescore(lead_ids=[lead.pk], as_of=NOW + timedelta(days=1)).recomputed == 0  # both still in
+    lead.refresh_from_db()
+    assert lead.interest_score == 20
+    result = rescore(lead_ids=[lead.pk], as_of=NOW + timedelta(days=3))  # the older one has left the window
+    assert result.recomputed == 1
+    lead.refresh_from_db()
+    assert lead.interest_score == 10
+
+
+def test_a_future_dated_touchpoint_counts_once_its_moment_comes(version):
+    lead = LeadFactory(company=CompanyFactory(industry="retail"))
+    TouchpointFactory(
+        lead=lead, kind="demo_request", occurred_at=NOW + timedelta(hours=2)
+    )  # a client clock ahead
+    rescore(lead_ids=[lead.pk], as_of=NOW, recompute=True)
+    lead.refresh_from_db()
+    assert lead.interest_score == 0
+    assert rescore(lead_ids=[lead.pk], as_of=NOW + timedelta(hours=1)).recomputed == 0
+    assert rescore(lead_ids=[lead.pk], as_of=NOW + timedelta(hours=3)).recomputed == 1
+    lead.refresh_from_db()
+    assert lead.interest_score == pytest.approx(50 * 0.5 ** (1 / 24 / 30))
+
+
+def test_a_version_changing_only_points_reuses_accumulators_and_a_new_matcher_rebuilds_them(version):
+    lead = LeadFactory(company=CompanyFactory(industry="retail"))
+    TouchpointFactory(lead=lead, kind="demo_request", occurred_at=NOW)
+    rescore(lead_ids=[lead.pk], as_of=NOW)
+    version.status = "retired"
+    version.save()
+    second = ScoringVersion.objects.create(model=version.model, number=2, status="active")
+    for criterion in version.criteria.all():
+        criterion.pk, criterion.version = None, second
+        criterion.points = 2 * criterion.points
+        criterion.save()
+    result = rescore(lead_ids=[lead.pk], as_of=NOW + timedelta(days=30))
+    assert result.recomputed == 0
+    lead.refresh_from_db()
+    assert lead.interest_score == pytest.approx(50)  # 100 points, one half-life ago
+    second.criteria.filter(kind="interest").update(touchpoint_kinds=["demo_request", "trial_signup"])
+    assert rescore(lead_ids=[lead.pk], as_of=NOW + timedelta(days=30)).recomputed == 1

@@ -77,8 +77,9 @@ interest_criterion = st.builds(
         "half_life_days": half_life,
     },
     st.lists(st.sampled_from(KINDS), min_size=1, max_size=2, unique=True),
-    st.sampled_from(["", "pricing", "Pricing", "/blog/ä"]),
-    st.sampled_from(["", "preise", "müller"]),
+    # Empty matchers weigh more, so that criteria often count touchpoints (and windows and decay matter).
+    st.sampled_from(["", "", "", "pricing", "Pricing", "/blog/ä"]),
+    st.sampled_from(["", "", "", "preise", "müller"]),
     st.sampled_from([-10.0, 3.5, 10.0, 25.0]),
     st.sampled_from([None, 15.0, 40.0]),
     st.sampled_from([None, 7, 90]),
@@ -159,15 +160,28 @@ def build(version_spec, leads_spec):
 @given(
     version_spec=st.lists(st.one_of(fit_criterion, interest_criterion, knockout), min_size=1, max_size=7),
     leads_spec=st.lists(lead_spec, min_size=1, max_size=5),
+    later_days=st.sampled_from([0.0, 0.5, 1.0, 2.5, 6.99, 30.0, 89.0, 120.0]),
 )
-def test_sql_rescoring_agrees_with_the_reference_evaluator(version_spec, leads_spec):
+def test_sql_rescoring_agrees_with_the_reference_evaluator(version_spec, leads_spec, later_days):
     ScoreChange.objects.all().delete()
     Lead.objects.all().delete()
     ScoringModel.objects.all().delete()
     version, leads = build(version_spec, leads_spec)
-    rescore(lead_ids=[lead.pk for lead in leads], as_of=AS_OF)
-    for lead in Lead.objects.filter(pk__in=[lead.pk for lead in leads]).select_related("company"):
-        expected = evaluate(lead, version, as_of=lead.scored_at)
+    ids = [lead.pk for lead in leads]
+    # From the touchpoints (as after new activity) …
+    rescore(lead_ids=ids, as_of=AS_OF, recompute=True)
+    assert_agreement(version, ids, AS_OF)
+    # … and later from the accumulators alone, decayed (leads whose look-back window lost a touchpoint, or
+    # whose future-dated touchpoint now counts, are recomputed).
+    later = AS_OF + timedelta(days=later_days)
+    rescore(lead_ids=ids, as_of=later)
+    assert_agreement(version, ids, later)
+
+
+def assert_agreement(version, ids, as_of):
+    """The stored scores are the reference evaluator's as of the rescore (unwritten when unchanged)."""
+    for lead in Lead.objects.filter(pk__in=ids).select_related("company"):
+        expected = evaluate(lead, version, as_of=as_of)
         assert lead.fit_score == pytest.approx(expected.fit, abs=0.01)
         assert lead.interest_score == pytest.approx(expected.interest, abs=0.01)
         assert lead.score == pytest.approx(expected.score, abs=0.01)

@@ -4,6 +4,7 @@ import logging
 
 from django.db import transaction
 from django.db.models import F
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from .models import DirtyLead, RescoreJob
@@ -12,7 +13,7 @@ from .rescoring import RescoreResult, lead_id_bounds, rescore
 log = logging.getLogger(__name__)
 
 DIRTY_BATCH = 10_000
-JOB_CHUNK = 50_000
+JOB_CHUNK = 25_000
 STALE_JOB_AFTER = timezone.timedelta(minutes=5)
 
 
@@ -48,7 +49,7 @@ def rescore_dirty(*, batch=DIRTY_BATCH, as_of=None) -> RescoreResult:
         if not ids:
             return RescoreResult()
         DirtyLead.objects.filter(lead_id__in=ids).delete()
-        return rescore(lead_ids=ids, as_of=as_of)
+        return rescore(lead_ids=ids, as_of=as_of, recompute=True)
 
 
 def start_full_rescore(*, reason, as_of=None) -> RescoreJob:
@@ -98,6 +99,7 @@ def run_rescore_job(*, job_id, chunk_size=JOB_CHUNK, max_chunks=None):
             end = job.next_id + chunk_size
             result = rescore(id_range=(job.next_id, end), as_of=job.as_of)
             RescoreJob.objects.filter(pk=job.pk).update(
+                longest_chunk_s=Greatest(F("longest_chunk_s"), result.longest_s),
                 status=RescoreJob.Status.RUNNING,
                 next_id=end,
                 scored=F("scored") + result.scored,
@@ -109,7 +111,7 @@ def run_rescore_job(*, job_id, chunk_size=JOB_CHUNK, max_chunks=None):
 
 
 def decay_tick(*, as_of=None, chunk_size=JOB_CHUNK) -> RescoreResult:
-    """Bring decayed interest up to date: rescore, chunk by chunk, every lead that has interest points."""
+    """Bring decayed interest up to date, chunk by chunk, from the leads' accumulators (no touchpoint scan)."""
     as_of = as_of or timezone.now()
     low, high = lead_id_bounds()
     total = RescoreResult()
@@ -119,9 +121,7 @@ def decay_tick(*, as_of=None, chunk_size=JOB_CHUNK) -> RescoreResult:
 
     versions = active_versions()
     for start in range(low, high + 1, chunk_size):
-        total.add(
-            rescore(id_range=(start, start + chunk_size), as_of=as_of, versions=versions, decaying_only=True)
-        )
+        total.add(rescore(id_range=(start, start + chunk_size), as_of=as_of, versions=versions))
     return total
 
 

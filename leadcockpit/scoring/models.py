@@ -330,6 +330,9 @@ class RescoreJob(models.Model):
     scored = models.PositiveIntegerField(_("leads scored"), default=0)
     updated = models.PositiveIntegerField(_("leads changed"), default=0)
     new_mqls = models.PositiveIntegerField(_("new MQLs"), default=0)
+    longest_chunk_s = models.FloatField(
+        _("longest chunk (s)"), default=0, help_text=_("The longest a chunk's transaction held lead rows.")
+    )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     heartbeat_at = models.DateTimeField(_("last progress"), null=True, blank=True)
     finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
@@ -351,3 +354,37 @@ class RescoreJob(models.Model):
         if span <= 0:
             return 0
         return max(0, min(99, int(100 * (self.next_id - self.first_id) / span)))
+
+
+class FloatArrayField(models.Field):
+    """A list of floats: float8[] on PostgreSQL, a JSON array in text on SQLite. Read and written by raw SQL."""
+
+    def db_type(self, connection):
+        return "double precision[]" if connection.vendor == "postgresql" else "text"
+
+
+class LeadSignals(models.Model):
+    """A lead's interest accumulators: per interest criterion of a version, the decayed sum as of `at`.
+
+    sums[i] = Σ 0.5 ** (age / half-life) (or the count, without decay) over the touchpoints that the i-th interest
+    criterion counts, excluding its points, so a version that changes only points, caps, fit or thresholds reuses
+    them. Decaying to a later moment is one multiplication, so the decay tick and such rescores read these small
+    rows instead of every touchpoint. They hold while `signature` matches the version's interest criteria and for
+    `fresh_days` after `at` (until a counted touchpoint leaves a look-back window or a future-dated one arrives);
+    new activity marks the lead dirty, which recomputes them from the touchpoints.
+    """
+
+    lead = models.OneToOneField(
+        Lead, verbose_name=_("lead"), on_delete=models.CASCADE, primary_key=True, related_name="+"
+    )
+    signature = models.CharField(_("criteria signature"), max_length=32)
+    at = models.DateTimeField(_("as of"))
+    fresh_days = models.FloatField(_("good for (days)"))
+    sums = FloatArrayField(_("decayed sums"))
+
+    class Meta:
+        verbose_name = _("lead signals")
+        verbose_name_plural = _("lead signals")
+
+    def __str__(self):
+        return str(self.lead_id)

@@ -10,6 +10,9 @@ PostgreSQL is the production path; the same SQL runs on SQLite (the embedded def
 helpers, so the demo scores the same way.
 """
 
+import hashlib
+import json
+import time
 from dataclasses import dataclass
 
 from django.db import connection, transaction
@@ -28,7 +31,7 @@ from .fields import (
     NUMBER,
     ascii_lower,
 )
-from .models import ScoreChange
+from .models import LeadSignals, ScoreChange
 
 LEAD = Lead._meta.db_table
 TOUCHPOINT = Touchpoint._meta.db_table
@@ -72,6 +75,20 @@ class Dialect:
     def flag(self, sql):
         """An integer 0/1 column as the database's boolean."""
         return f"({sql} = 1)" if self.postgres else sql
+
+    def array(self, items):
+        """A list of floats to store in a FloatArrayField."""
+        if self.postgres:
+            return f"ARRAY[{', '.join(items)}]::float8[]" if items else "'{}'::float8[]"
+        return f"json_array({', '.join(items)})"
+
+    def element(self, sql, index):
+        """The index-th (from 0) float of a FloatArrayField."""
+        return f"{sql}[{index + 1}]" if self.postgres else f"json_extract({sql}, '$[{index}]')"
+
+    def least(self, items, last):
+        """The smallest of non-null items and `last` (SQLite's MIN() needs two or more arguments)."""
+        return f"{'LEAST' if self.postgres else 'MIN'}({', '.join([*items, last])})"
 
 
 def column(key):
@@ -145,80 +162,256 @@ class RescoreResult:
     updated: int = 0
     changes: int = 0
     new_mqls: int = 0
+    recomputed: int = 0  # leads whose interest came from their touchpoints, not from their accumulators
+    longest_s: float = 0.0  # the longest a chunk's transaction held lead rows
 
     def add(self, other):
+        self.longest_s = max(self.longest_s, other.longest_s)
         self.scored += other.scored
         self.updated += other.updated
         self.changes += other.changes
         self.new_mqls += other.new_mqls
+        self.recomputed += other.recomputed
 
 
-def compute_sql(d, version, criteria, *, as_of, scope_sql, scope_params, exclude_rules=()):
-    """SELECT, for the leads in scope that this version scores: id, stored values, fit, interest, ko (0/1)."""
-    interest_criteria = [c for c in criteria if c.kind == "interest"]
+FOREVER_DAYS = 1e9  # fresh_days of accumulators that no passing time can invalidate
+FRESH_MARGIN_DAYS = 1e-6  # recompute a hair early at a look-back boundary rather than a hair late
 
-    where_params = []
+
+def interest_criteria_of(criteria):
+    return [c for c in criteria if c.kind == "interest"]
+
+
+def interest_signature(criteria):
+    """What a version's accumulators depend on: its interest criteria's matchers, windows and half-lives, in order.
+
+    Points and caps are left out: they are applied when scoring, so a version changing only those reuses them.
+    """
+    spec = [
+        [
+            sorted(c.touchpoint_kinds or []),
+            c.url_contains,
+            c.channel_id,
+            c.search_contains,
+            c.lookback_days,
+            None if c.half_life_days is None else float(c.half_life_days),
+        ]
+        for c in interest_criteria_of(criteria)
+    ]
+    return hashlib.sha256(json.dumps(spec).encode()).hexdigest()[:32]
+
+
+class Sql:
+    """SQL text and its parameters, built up in order so the two cannot drift apart."""
+
+    def __init__(self, text="", params=()):
+        self.text, self.params = text, list(params)
+
+    def __iadd__(self, other):
+        if isinstance(other, Sql):
+            self.text += other.text
+            self.params += other.params
+        else:
+            self.text += other
+        return self
+
+    def add(self, text, *params):
+        self.text += text
+        self.params += params
+        return self
+
+
+def fit_and_knockout_sql(d, criteria):
+    """Columns fit and ko (0/1) over l (lead) and c (company)."""
+    sql = Sql()
+    terms = []
+    for criterion in criteria:
+        if criterion.kind == "fit":
+            params = []
+            cond = condition_sql(d, criterion.field, criterion.operator, criterion.value, params)
+            terms.append(Sql(f"(CASE WHEN {cond} THEN %s ELSE 0 END)", [*params, criterion.points]))
+    sql += "CAST("
+    for index, term in enumerate(terms):
+        sql += " + " if index else ""
+        sql += term
+    if not terms:
+        sql += "0"
+    sql += " AS double precision) AS fit, "
+    knockouts = []
+    for criterion in criteria:
+        if criterion.kind == "knockout":
+            params = []
+            knockouts.append(
+                Sql(condition_sql(d, criterion.field, criterion.operator, criterion.value, params), params)
+            )
+    if knockouts:
+        sql += "CASE WHEN "
+        for index, term in enumerate(knockouts):
+            sql += " OR " if index else ""
+            sql += term
+        sql += " THEN 1 ELSE 0 END AS ko"
+    else:
+        sql += "0 AS ko"
+    return sql
+
+
+def interest_sql(d, criteria, sum_sql, decay_sql=None):
+    """Column interest: per criterion, points × its sum (decayed further by decay_sql(criterion)), capped."""
+    sql = Sql("CAST(")
+    interest = interest_criteria_of(criteria)
+    for index, criterion in enumerate(interest):
+        term = Sql(f"%s * COALESCE({sum_sql(index)}, 0)", [criterion.points])
+        if decay_sql is not None and criterion.half_life_days:
+            term += decay_sql(criterion)
+        if criterion.cap is not None:
+            term = Sql(d.clamp(term.text), [-criterion.cap, criterion.cap, *term.params])
+        sql += " + " if index else ""
+        sql += Sql(f"({term.text})", term.params)
+    if not interest:
+        sql += "0"
+    sql += " AS double precision) AS interest"
+    return sql
+
+
+def accumulate_sql(d, criteria, *, as_of):
+    """Per lead in the need table: each interest criterion's sum (without points) as of `as_of`, plus freshness.
+
+    Columns: lead_id, i0..in, fresh (days after as_of that these sums stay right).
+    """
+    interest = interest_criteria_of(criteria)
+    sql = Sql("SELECT t.lead_id")
+    fresh = []
+    for index, criterion in enumerate(interest):
+        match = Sql()
+        match.text = touch_match_sql(d, criterion, match.params)
+        match.add(" AND t.occurred_at <= %s", as_of)
+        if criterion.lookback_days:
+            match.add(" AND t.occurred_at >= %s", as_of - timezone.timedelta(days=criterion.lookback_days))
+        sql += ", SUM(CASE WHEN "
+        sql += match
+        if criterion.half_life_days:
+            sql.add(
+                f" THEN power(0.5, {d.age_days('%s', 't.occurred_at')} / %s) ELSE 0 END) AS i{index}",
+                as_of,
+                criterion.half_life_days,
+            )
+        else:
+            sql += f" THEN 1 ELSE 0 END) AS i{index}"
+        if criterion.lookback_days:
+            # The oldest touchpoint counted leaves the window `lookback - its age` days from now.
+            sql += ", MIN(CASE WHEN "
+            sql += match
+            sql += f" THEN t.occurred_at END) AS o{index}"
+            fresh.append(Sql(f"%s - {d.age_days('%s', f'a.o{index}')}", [criterion.lookback_days, as_of]))
+    # A touchpoint dated after as_of starts to count once its moment comes.
+    sql.add(" , MIN(CASE WHEN t.occurred_at > %s THEN t.occurred_at END) AS nxt", as_of)
+    fresh.append(Sql(f"0 - {d.age_days('%s', 'a.nxt')}", [as_of]))
+    sql += f" FROM {TOUCHPOINT} t JOIN {NEED_TABLE} n ON n.id = t.lead_id GROUP BY t.lead_id"
+    return sql, fresh
+
+
+CHUNK_TABLE = "scoring_chunk"
+NEED_TABLE = "scoring_need"
+SIGNALS = LeadSignals._meta.db_table
+
+
+def scope_where(d, version, *, scope_sql, scope_params, exclude_rules):
+    params = []
     where = " AND ".join(
         [
             f"({scope_sql})",
-            f"({rule_sql(d, version.model.rule, where_params)})",
-            *[f"NOT ({rule_sql(d, rule, where_params)})" for rule in exclude_rules],
+            f"({rule_sql(d, version.model.rule, params)})",
+            *[f"NOT ({rule_sql(d, rule, params)})" for rule in exclude_rules],
         ]
     )
-    where_params = [*scope_params, *where_params]
+    return Sql(where, [*scope_params, *params])
 
-    select_params, fit_terms, interest_terms, ko_terms = [], [], [], []
-    for criterion in criteria:
-        if criterion.kind == "fit":
-            cond = condition_sql(d, criterion.field, criterion.operator, criterion.value, select_params)
-            fit_terms.append(f"CASE WHEN {cond} THEN %s ELSE 0 END")
-            select_params.append(criterion.points)
-    for index, criterion in enumerate(interest_criteria):
-        if criterion.cap is None:
-            interest_terms.append(f"COALESCE(a.i{index}, 0)")
-        else:
-            interest_terms.append(d.clamp(f"COALESCE(a.i{index}, 0)"))
-            select_params.extend([-criterion.cap, criterion.cap])
-    for criterion in criteria:
-        if criterion.kind == "knockout":
-            ko_terms.append(
-                condition_sql(d, criterion.field, criterion.operator, criterion.value, select_params)
-            )
-    fit_sql = " + ".join(f"({t})" for t in fit_terms) or "0"
-    interest_sql = " + ".join(f"({t})" for t in interest_terms) or "0"
-    ko_sql = f"CASE WHEN {' OR '.join(ko_terms)} THEN 1 ELSE 0 END" if ko_terms else "0"
 
-    activity, activity_params = "", []
-    if interest_criteria:
-        sums = []
-        for index, criterion in enumerate(interest_criteria):
-            match = touch_match_sql(d, criterion, activity_params)
-            if criterion.lookback_days:
-                match += " AND t.occurred_at >= %s"
-                activity_params.append(as_of - timezone.timedelta(days=criterion.lookback_days))
-            if criterion.half_life_days:
-                weight = f"%s * power(0.5, {d.age_days('%s', 't.occurred_at')} / %s)"
-                activity_params.extend([criterion.points, as_of, criterion.half_life_days])
-            else:
-                weight = "%s"
-                activity_params.append(criterion.points)
-            sums.append(f"SUM(CASE WHEN {match} THEN {weight} ELSE 0 END) AS i{index}")
-        activity = (
-            f"LEFT JOIN (SELECT t.lead_id, {', '.join(sums)} FROM {TOUCHPOINT} t "
-            f"WHERE t.lead_id IN (SELECT l.id FROM {LEAD} l LEFT JOIN {COMPANY} c ON c.id = l.company_id "
-            f"WHERE {where}) AND t.occurred_at <= %s GROUP BY t.lead_id) a ON a.lead_id = l.id"
-        )
-        activity_params += [*where_params, as_of]
+def fresh_signals_sql(d, *, signature, as_of):
+    """Join condition on s (lead signals): the accumulators can be decayed to as_of."""
+    return Sql(
+        f"s.lead_id = l.id AND s.signature = %s AND s.at <= %s "
+        f"AND {d.age_days('%s', 's.at')} < s.fresh_days - %s",
+        [signature, as_of, as_of, FRESH_MARGIN_DAYS],
+    )
 
-    sql = (
-        "SELECT l.id AS id, l.band AS old_band, l.temperature AS old_temperature, l.score_is_mql AS old_mql, "
+
+def compute_chunk(d, cursor, version, criteria, *, as_of, where, recompute_all):
+    """Fill CHUNK_TABLE with, per lead in scope: stored values, fit, interest, ko, and (for leads recomputed from
+    their touchpoints) the new accumulators. Returns how many leads were recomputed."""
+    signature = interest_signature(criteria)
+    interest = interest_criteria_of(criteria)
+    fresh_join = fresh_signals_sql(d, signature=signature, as_of=as_of)
+    base = (
+        "l.id AS id, l.band AS old_band, l.temperature AS old_temperature, l.score_is_mql AS old_mql, "
         "l.stage_id AS stage, l.fit_score AS old_fit, l.interest_score AS old_interest, l.grade AS old_grade, "
         "l.scored_at AS old_scored_at, "
-        f"CAST({fit_sql} AS double precision) AS fit, CAST({interest_sql} AS double precision) AS interest, "
-        f"{ko_sql} AS ko "
-        f"FROM {LEAD} l LEFT JOIN {COMPANY} c ON c.id = l.company_id {activity} WHERE {where}"
     )
-    return sql, [*select_params, *activity_params, *where_params]
+    fit_ko = fit_and_knockout_sql(d, criteria)
+
+    # Which leads need their accumulators rebuilt from touchpoints: all (new activity), or those without fresh ones.
+    cursor.execute(f"DROP TABLE IF EXISTS {NEED_TABLE}")
+    need = Sql(f"CREATE TEMPORARY TABLE {NEED_TABLE} AS SELECT l.id AS id FROM {LEAD} l ")
+    need += f"LEFT JOIN {COMPANY} c ON c.id = l.company_id "
+    if not recompute_all:
+        need += f"LEFT JOIN {SIGNALS} s ON "
+        need += fresh_join
+    need += " WHERE "
+    need += where
+    if not recompute_all:
+        need += " AND s.lead_id IS NULL"
+    cursor.execute(need.text, need.params)
+    cursor.execute(f"SELECT COUNT(*) FROM {NEED_TABLE}")
+    recomputed = cursor.fetchone()[0]
+    if d.postgres:
+        cursor.execute(f"ANALYZE {NEED_TABLE}")
+
+    # Recomputed leads: sums from their touchpoints.
+    sums = [f"a.i{index}" for index in range(len(interest))]
+    accumulate, fresh_terms = accumulate_sql(d, criteria, as_of=as_of)
+    fresh = Sql()
+    fresh.text = d.least([f"COALESCE({t.text}, %s)" for t in fresh_terms], "%s")
+    for term in fresh_terms:
+        fresh.params += [*term.params, FOREVER_DAYS]
+    fresh.params.append(FOREVER_DAYS)
+    recompute = Sql(f"SELECT {base}")
+    recompute += fit_ko
+    recompute += ", "
+    recompute += interest_sql(d, criteria, lambda index: sums[index])
+    recompute += f", 1 AS recomputed, {d.array([f'COALESCE({s}, 0)' for s in sums])} AS sums, "
+    recompute += fresh
+    recompute += " AS fresh "
+    recompute += (
+        f"FROM {NEED_TABLE} n JOIN {LEAD} l ON l.id = n.id LEFT JOIN {COMPANY} c ON c.id = l.company_id "
+    )
+    recompute += "LEFT JOIN ("
+    recompute += accumulate
+    recompute += ") a ON a.lead_id = l.id"
+
+    def decayed(criterion):
+        return Sql(f" * power(0.5, {d.age_days('%s', 's.at')} / %s)", [as_of, criterion.half_life_days])
+
+    select = Sql(f"CREATE TEMPORARY TABLE {CHUNK_TABLE} AS SELECT x.*, ")
+    classify, classify_params = classify_sql(version)
+    select.add(classify, *classify_params)
+    select += " FROM ("
+    select += recompute
+    if not recompute_all:
+        # The rest: their accumulators, decayed to as_of.
+        select += f" UNION ALL SELECT {base}"
+        select += fit_ko
+        select += ", "
+        select += interest_sql(d, criteria, lambda index: d.element("s.sums", index), decayed)
+        select += f", 0 AS recomputed, NULL AS sums, NULL AS fresh FROM {LEAD} l "
+        select += f"LEFT JOIN {COMPANY} c ON c.id = l.company_id JOIN {SIGNALS} s ON "
+        select += fresh_join
+        select += " WHERE "
+        select += where
+    select += ") x"
+    cursor.execute(f"DROP TABLE IF EXISTS {CHUNK_TABLE}")
+    cursor.execute(select.text, select.params)
+    cursor.execute(f"DROP TABLE {NEED_TABLE}")
+    return recomputed, signature
 
 
 def classify_sql(version):
@@ -253,24 +446,26 @@ def classify_sql(version):
     return sql, params
 
 
-CHUNK_TABLE = "scoring_chunk"
-
-
 def rescore_chunk(
-    version, criteria, *, as_of, scope_sql, scope_params, exclude_rules=(), advance_stages=True
+    version,
+    criteria,
+    *,
+    as_of,
+    scope_sql,
+    scope_params,
+    exclude_rules=(),
+    advance_stages=True,
+    recompute_all=False,
 ) -> RescoreResult:
-    """Score the leads in scope with one version, set-based, in one short transaction."""
+    """Score the leads in scope with one version, set-based, in one short transaction.
+
+    Interest comes from each lead's accumulators where they are fresh for this version, otherwise (and for all
+    leads with recompute_all, i.e. after new activity) from its touchpoints, which also renews the accumulators.
+    """
     d = Dialect(connection.vendor)
-    compute, compute_params = compute_sql(
-        d,
-        version,
-        criteria,
-        as_of=as_of,
-        scope_sql=scope_sql,
-        scope_params=scope_params,
-        exclude_rules=exclude_rules,
+    where = scope_where(
+        d, version, scope_sql=scope_sql, scope_params=scope_params, exclude_rules=exclude_rules
     )
-    classify, classify_params = classify_sql(version)
     result = RescoreResult()
     changed = (
         "t.old_scored_at IS NULL OR t.band <> t.old_band OR t.temperature <> t.old_temperature "
@@ -288,14 +483,27 @@ def rescore_chunk(
         ]
     )
     crossing = "t.mql = 1 AND NOT t.old_mql AND t.stage IN ('mgl', 'nurturing')"
+    if not advance_stages:
+        crossing = "1=0"
+    started = time.perf_counter()
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(f"DROP TABLE IF EXISTS {CHUNK_TABLE}")
-        cursor.execute(
-            f"CREATE TEMPORARY TABLE {CHUNK_TABLE} AS SELECT x.*, {classify} FROM ({compute}) x",
-            [*classify_params, *compute_params],
+        if d.postgres:
+            # JIT-compiling these one-off statements cost most of a chunk's time; the aggregation wants memory.
+            cursor.execute("SET LOCAL jit = off")
+            cursor.execute("SET LOCAL work_mem = '64MB'")
+        result.recomputed, signature = compute_chunk(
+            d, cursor, version, criteria, as_of=as_of, where=where, recompute_all=recompute_all
         )
         cursor.execute(f"SELECT COUNT(*) FROM {CHUNK_TABLE}")
         result.scored = cursor.fetchone()[0]
+        if result.recomputed:
+            cursor.execute(
+                f"INSERT INTO {SIGNALS} (lead_id, signature, at, fresh_days, sums) "
+                f"SELECT t.id, %s, %s, t.fresh, t.sums FROM {CHUNK_TABLE} t WHERE t.recomputed = 1 "
+                "ON CONFLICT (lead_id) DO UPDATE SET signature = excluded.signature, at = excluded.at, "
+                "fresh_days = excluded.fresh_days, sums = excluded.sums",
+                [signature, as_of],
+            )
         cursor.execute(
             f"INSERT INTO {SCORE_CHANGE} (lead_id, version_id, at, fit, interest, score, band, temperature, grade, "
             f"is_mql) SELECT t.id, %s, %s, t.fit, t.interest, t.fit + t.interest, t.band, t.temperature, t.grade, "
@@ -303,19 +511,18 @@ def rescore_chunk(
             [version.pk, as_of],
         )
         result.changes = cursor.rowcount
-        if not advance_stages:
-            crossing = "1=0"
         cursor.execute(
             f"INSERT INTO {STAGE_CHANGE} (lead_id, from_stage_id, to_stage_id, actor_id, system_actor, reason, at) "
             f"SELECT t.id, t.stage, 'mql', NULL, 'scoring', %s, %s FROM {CHUNK_TABLE} t WHERE {crossing}",
             [f"score reached the MQL threshold of {version}"[:500], as_of],
         )
         result.new_mqls = cursor.rowcount
-        cursor.execute(
-            f"UPDATE {LEAD} SET stage_id = 'mql', stage_changed_at = %s, mql_at = %s "
-            f"FROM {CHUNK_TABLE} t WHERE {LEAD}.id = t.id AND {crossing}",
-            [as_of, as_of],
-        )
+        if result.new_mqls:
+            cursor.execute(
+                f"UPDATE {LEAD} SET stage_id = 'mql', stage_changed_at = %s, mql_at = %s "
+                f"FROM {CHUNK_TABLE} t WHERE {LEAD}.id = t.id AND {crossing}",
+                [as_of, as_of],
+            )
         cursor.execute(
             f"UPDATE {LEAD} SET fit_score = t.fit, interest_score = t.interest, score = t.fit + t.interest, "
             f"band = t.band, temperature = t.temperature, grade = t.grade, score_is_mql = {d.flag('t.mql')}, "
@@ -324,6 +531,7 @@ def rescore_chunk(
         )
         result.updated = cursor.rowcount
         cursor.execute(f"DROP TABLE {CHUNK_TABLE}")
+    result.longest_s = time.perf_counter() - started
     return result
 
 
@@ -340,13 +548,13 @@ def active_versions():
 
 
 def rescore(
-    *, lead_ids=None, id_range=None, as_of=None, versions=None, advance_stages=True, decaying_only=False
+    *, lead_ids=None, id_range=None, as_of=None, versions=None, advance_stages=True, recompute=False
 ) -> RescoreResult:
     """Score the given leads (ids, or an id range [low, high)) with the active version that owns each.
 
-    advance_stages=False records scores and history but moves no lead to MQL (the demo seed keeps the
-    lifecycle it simulated). decaying_only=True skips leads without interest points: time changes nothing
-    else in a score.
+    recompute=True rebuilds every lead's interest from its touchpoints (after new activity); otherwise fresh
+    accumulators are decayed to as_of. advance_stages=False records scores and history but moves no lead to
+    MQL (the demo seed keeps the lifecycle it simulated).
     """
     as_of = as_of or timezone.now()
     versions, criteria = versions or active_versions()
@@ -355,15 +563,14 @@ def rescore(
         lead_ids = sorted(set(lead_ids))
         if not lead_ids:
             return total
-        batches = [lead_ids[i : i + 5000] for i in range(0, len(lead_ids), 5000)]
+        scopes = [
+            (f"l.id IN ({', '.join(['%s'] * len(batch))})", batch)
+            for batch in (lead_ids[i : i + 5000] for i in range(0, len(lead_ids), 5000))
+        ]
+    else:
+        scopes = [("l.id >= %s AND l.id < %s", list(id_range))]
     for index, version in enumerate(versions):
         exclude = [v.model.rule for v in versions[:index]]
-        if id_range is not None:
-            scopes = [("l.id >= %s AND l.id < %s", list(id_range))]
-        else:
-            scopes = [(f"l.id IN ({', '.join(['%s'] * len(batch))})", batch) for batch in batches]
-        if decaying_only:
-            scopes = [(f"{sql} AND l.interest_score <> 0", params) for sql, params in scopes]
         for scope_sql, scope_params in scopes:
             total.add(
                 rescore_chunk(
@@ -374,6 +581,7 @@ def rescore(
                     scope_params=scope_params,
                     exclude_rules=exclude,
                     advance_stages=advance_stages,
+                    recompute_all=recompute,
                 )
             )
     return total
