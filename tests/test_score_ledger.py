@@ -96,3 +96,43 @@ def test_lead_list_shows_scores_and_filters_by_band_and_grade(client_for, market
     assert "light--yellow" in response.text
     response = client.get(reverse("leads:list"), {"band": "red"})
     assert [lead.pk for lead in response.context["page"].items] == [weak.pk]
+
+
+def test_score_as_of_a_past_moment_shows_the_recorded_state(client_for, marketer, default_model):
+    from datetime import UTC, datetime
+
+    lead = LeadFactory(company=CompanyFactory(industry="manufacturing", employee_count=300))
+    rescore(lead_ids=[lead.pk], as_of=datetime(2026, 3, 1, 9, 0, tzinfo=UTC))  # first scored: red
+    TouchpointFactory.create_batch(
+        3, lead=lead, kind="demo_request", occurred_at=datetime(2026, 4, 1, tzinfo=UTC)
+    )
+    rescore(lead_ids=[lead.pk], as_of=datetime(2026, 4, 1, 9, 0, tzinfo=UTC), recompute=True)
+    client = client_for(marketer)
+
+    before = client.get(ledger_url(lead), {"at": "2026-02-01T12:00"}).text
+    assert "this lead had no score yet" in before
+    between = client.get(ledger_url(lead), {"at": "2026-03-15T12:00"}, HTTP_HX_REQUEST="true").text
+    assert between.lstrip().startswith('<section id="score-ledger"')
+    assert 'light--red"></span> 35 · B4' in between.split('id="score-at"')[1].split("</p>")[0]
+    after = client.get(ledger_url(lead), {"at": "2026-05-01T12:00"})
+    assert after.context["state_at"].band == "yellow"  # three demo requests on top
+
+
+@pytest.mark.parametrize(
+    "at", ["yesterday", "0001-01-01T00:00", "9999-12-31T23:59", "2026-02-30T10:00", "\x00"]
+)
+def test_score_as_of_refuses_bad_moments_with_a_message(client_for, marketer, default_model, at):
+    lead = LeadFactory()
+    response = client_for(marketer).get(ledger_url(lead), {"at": at})
+    assert response.status_code == 200
+    assert 'role="alert"' in response.text
+    assert "state_at" not in response.context
+
+
+def test_lead_admin_shows_the_ledger(client_for, admin_user, default_model):
+    lead = LeadFactory(contact_role="student")
+    response = client_for(admin_user).get(reverse("admin:leads_lead_change", args=[lead.pk]))
+    assert response.status_code == 200
+    assert "Why this score" in response.text
+    assert "Student without decision power" in response.text
+    assert "score-as-of" not in response.text  # no form nested in the admin's form

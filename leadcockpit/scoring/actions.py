@@ -266,3 +266,31 @@ def rollback(*, version, by):
     return activate(
         version=version, reason=_("Rollback to %(version)s by %(user)s") % {"version": version, "user": by}
     )
+
+
+def explain(*, lead, as_of=None):
+    """The ledger of one lead: its active version, the evaluation as of now, what is missing to MQL, its history."""
+    from .evaluator import choose_version, evaluate
+    from .models import ScoringVersion
+
+    versions = list(
+        ScoringVersion.objects.filter(status=ScoringVersion.Status.ACTIVE)
+        .select_related("model")
+        .prefetch_related("criteria")
+        .order_by("model__priority", "model_id")
+    )
+    version = choose_version(lead, versions)
+    evaluation = missing = None
+    if version is not None:
+        evaluation = evaluate(
+            lead, version, as_of=as_of or timezone.now(), criteria=list(version.criteria.all())
+        )
+        missing = evaluation.missing_to_mql(version)
+    history = lead.score_changes.select_related("version__model").order_by("-at", "-pk")[:10]
+    return {
+        "lead": lead,
+        "version": version,
+        "evaluation": evaluation,
+        "missing": missing,
+        "history": history,
+    }

@@ -1,5 +1,9 @@
 from django.contrib import admin, messages
+from django.template.loader import render_to_string
 from django.utils.translation import gettext_lazy as _
+
+from leadcockpit.leads.admin import LeadAdmin
+from leadcockpit.leads.models import Lead
 
 from . import actions
 from .models import Approval, Criterion, DirtyLead, RescoreJob, ScoreChange, ScoringModel, ScoringVersion
@@ -185,3 +189,22 @@ class DirtyLeadAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+
+# The lead admin shows the explanation ledger too. Registered from here, so that leads knows nothing of scoring.
+admin.site.unregister(Lead)
+
+
+@admin.register(Lead)
+class ScoredLeadAdmin(LeadAdmin):
+    fieldsets = [
+        *LeadAdmin.fieldsets[:-1],
+        (LeadAdmin.fieldsets[-1][0], {"fields": [*LeadAdmin.fieldsets[-1][1]["fields"], "score_ledger"]}),
+    ]
+    readonly_fields = [*LeadAdmin.readonly_fields, "score_ledger"]
+
+    @admin.display(description=_("why this score"))
+    def score_ledger(self, obj):
+        if obj is None or obj.pk is None:
+            return "—"
+        return render_to_string("scoring/lead_score.html#score-ledger", actions.explain(lead=obj))

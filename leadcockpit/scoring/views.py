@@ -3,7 +3,6 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Prefetch
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
@@ -14,8 +13,8 @@ from leadcockpit.leads.models import Lead
 from leadcockpit.leads.views import is_fragment_request
 
 from . import actions
-from .evaluator import choose_version, evaluate
-from .models import RescoreJob, ScoringModel, ScoringVersion
+from .forms import ScoreAsOfForm
+from .models import RescoreJob, ScoreChange, ScoringModel, ScoringVersion
 
 
 @require_GET
@@ -25,25 +24,13 @@ from .models import RescoreJob, ScoringModel, ScoringVersion
 def lead_score(request, pk):
     """The explanation ledger: every criterion's contribution as of now, the knock-outs, what is missing to MQL."""
     lead = get_lead_for_user(request, pk, Lead.objects.select_related("company"))
-    versions = list(
-        ScoringVersion.objects.filter(status=ScoringVersion.Status.ACTIVE)
-        .select_related("model")
-        .prefetch_related("criteria")
-        .order_by("model__priority", "model_id")
-    )
-    version = choose_version(lead, versions)
-    evaluation = missing = None
-    if version is not None:
-        evaluation = evaluate(lead, version, as_of=timezone.now(), criteria=list(version.criteria.all()))
-        missing = evaluation.missing_to_mql(version)
-    history = lead.score_changes.select_related("version__model").order_by("-at", "-pk")[:10]
-    context = {
-        "lead": lead,
-        "version": version,
-        "evaluation": evaluation,
-        "missing": missing,
-        "history": history,
-    }
+    context = actions.explain(lead=lead)
+    # "Score as of": the recorded state at a past moment (at handover, say).
+    as_of_form = ScoreAsOfForm(request.GET if "at" in request.GET else None)
+    context["as_of_form"] = as_of_form
+    if as_of_form.is_valid():
+        context["at"] = as_of_form.cleaned_data["at"]
+        context["state_at"] = ScoreChange.objects.as_of(lead, context["at"])
     template = "scoring/lead_score.html"
     if is_fragment_request(request):
         template += "#score-ledger"
