@@ -188,3 +188,20 @@ def test_a_real_worker_rescores_a_lead_marked_dirty():
             time.sleep(0.1)
     assert lead.score == pytest.approx(75, abs=0.1)  # industry 20 + size 15 + demo 40
     assert not DirtyLead.objects.exists()
+
+
+@pytest.mark.django_db
+def test_decay_tick_leaves_a_lead_whose_interest_moved_less_than_the_tolerance(model):
+    lead = LeadFactory(company=CompanyFactory(industry="manufacturing"))
+    TouchpointFactory(lead=lead, kind="demo_request", occurred_at=NOW)
+    rescore_all(as_of=NOW)
+    # 40 points with a 45-day half-life lose 0.03 in an hour: below the tolerance, the lead is not rewritten and
+    # its stored score stays exactly what it was as of its scored_at.
+    assert actions.decay_tick(as_of=NOW + timedelta(hours=1)).updated == 0
+    lead.refresh_from_db()
+    assert (lead.scored_at, lead.interest_score) == (NOW, 40)
+    # A day later it has lost 0.61 points: written.
+    assert actions.decay_tick(as_of=NOW + timedelta(days=1)).updated == 1
+    lead.refresh_from_db()
+    assert lead.scored_at == NOW + timedelta(days=1)
+    assert lead.interest_score == pytest.approx(40 * 0.5 ** (1 / 45))

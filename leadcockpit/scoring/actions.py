@@ -12,7 +12,10 @@ from .rescoring import RescoreResult, lead_id_bounds, rescore
 
 log = logging.getLogger(__name__)
 
-DIRTY_BATCH = 10_000
+DIRTY_BATCH = 2_000  # one transaction per batch, holding its leads: small batches keep that short
+# The decay tick writes a lead when its band, temperature, grade or MQL state changes, or its interest moves by
+# this much: the list shows whole points, and an hourly tick would otherwise rewrite nearly every lead.
+DECAY_TOLERANCE = 0.05
 JOB_CHUNK = 25_000
 STALE_JOB_AFTER = timezone.timedelta(minutes=5)
 
@@ -111,7 +114,11 @@ def run_rescore_job(*, job_id, chunk_size=JOB_CHUNK, max_chunks=None):
 
 
 def decay_tick(*, as_of=None, chunk_size=JOB_CHUNK) -> RescoreResult:
-    """Bring decayed interest up to date, chunk by chunk, from the leads' accumulators (no touchpoint scan)."""
+    """Bring decayed interest up to date, chunk by chunk, from the leads' accumulators (no touchpoint scan).
+
+    Leads whose interest moved less than DECAY_TOLERANCE, with the same band, temperature, grade and MQL
+    state, are not rewritten: their stored score stays exact as of their scored_at.
+    """
     as_of = as_of or timezone.now()
     low, high = lead_id_bounds()
     total = RescoreResult()
@@ -121,7 +128,14 @@ def decay_tick(*, as_of=None, chunk_size=JOB_CHUNK) -> RescoreResult:
 
     versions = active_versions()
     for start in range(low, high + 1, chunk_size):
-        total.add(rescore(id_range=(start, start + chunk_size), as_of=as_of, versions=versions))
+        total.add(
+            rescore(
+                id_range=(start, start + chunk_size),
+                as_of=as_of,
+                versions=versions,
+                interest_tolerance=DECAY_TOLERANCE,
+            )
+        )
     return total
 
 

@@ -76,6 +76,11 @@ class Dialect:
         """An integer 0/1 column as the database's boolean."""
         return f"({sql} = 1)" if self.postgres else sql
 
+    @property
+    def fence(self):
+        """Ends a subquery so that the planner computes its columns once instead of inlining them."""
+        return "OFFSET 0" if self.postgres else "LIMIT -1 OFFSET 0"
+
     def array(self, items):
         """A list of floats to store in a FloatArrayField."""
         if self.postgres:
@@ -140,18 +145,19 @@ def rule_sql(d, rule, params):
 
 
 def touch_match_sql(d, criterion, params):
+    """Whether touchpoint t (url_l and terms_l lower-cased, see accumulate_sql) counts for an interest criterion."""
     parts = []
     if criterion.touchpoint_kinds:
         parts.append(f"t.kind IN ({', '.join(['%s'] * len(criterion.touchpoint_kinds))})")
         params.extend(criterion.touchpoint_kinds)
     if criterion.url_contains:
-        parts.append(d.contains(d.lower("t.url"), "%s"))
+        parts.append(d.contains("t.url_l", "%s"))
         params.append(ascii_lower(criterion.url_contains))
     if criterion.channel_id:
         parts.append("t.channel_id = %s")
         params.append(criterion.channel_id)
     if criterion.search_contains:
-        parts.append(d.contains(d.lower("t.search_terms"), "%s"))
+        parts.append(d.contains("t.terms_l", "%s"))
         params.append(ascii_lower(criterion.search_contains))
     return " AND ".join(parts) or "1=1"
 
@@ -290,11 +296,7 @@ def accumulate_sql(d, criteria, *, as_of):
         sql += ", SUM(CASE WHEN "
         sql += match
         if criterion.half_life_days:
-            sql.add(
-                f" THEN power(0.5, {d.age_days('%s', 't.occurred_at')} / %s) ELSE 0 END) AS i{index}",
-                as_of,
-                criterion.half_life_days,
-            )
+            sql.add(f" THEN power(0.5, t.age / %s) ELSE 0 END) AS i{index}", criterion.half_life_days)
         else:
             sql += f" THEN 1 ELSE 0 END) AS i{index}"
         if criterion.lookback_days:
@@ -306,7 +308,13 @@ def accumulate_sql(d, criteria, *, as_of):
     # A touchpoint dated after as_of starts to count once its moment comes.
     sql.add(" , MIN(CASE WHEN t.occurred_at > %s THEN t.occurred_at END) AS nxt", as_of)
     fresh.append(Sql(f"0 - {d.age_days('%s', 'a.nxt')}", [as_of]))
-    sql += f" FROM {TOUCHPOINT} t JOIN {NEED_TABLE} n ON n.id = t.lead_id GROUP BY t.lead_id"
+    # Lower-case and age each touchpoint once, not once per criterion (the fence keeps the planner from inlining).
+    sql.add(
+        f" FROM (SELECT t.lead_id, t.kind, t.channel_id, t.occurred_at, {d.lower('t.url')} AS url_l, "
+        f"{d.lower('t.search_terms')} AS terms_l, {d.age_days('%s', 't.occurred_at')} AS age "
+        f"FROM {TOUCHPOINT} t JOIN {NEED_TABLE} n ON n.id = t.lead_id {d.fence}) t GROUP BY t.lead_id",
+        as_of,
+    )
     return sql, fresh
 
 
@@ -324,69 +332,82 @@ def scope_where(d, version, *, scope_sql, scope_params, exclude_rules):
             *[f"NOT ({rule_sql(d, rule, params)})" for rule in exclude_rules],
         ]
     )
-    return Sql(where, [*scope_params, *params])
+    sql = Sql(where, [*scope_params, *params])
+    sql.needs_company = any(
+        FIT_FIELDS[condition["field"]].table == "company"
+        for rule in [version.model.rule, *exclude_rules]
+        for condition in rule or []
+    )
+    return sql
 
 
 def fresh_signals_sql(d, *, signature, as_of):
-    """Join condition on s (lead signals): the accumulators can be decayed to as_of."""
+    """Join condition on s (lead signals): the accumulators can be decayed to as_of (those made as of that very
+    moment always can, even when a touchpoint a microsecond later ends their freshness)."""
     return Sql(
-        f"s.lead_id = l.id AND s.signature = %s AND s.at <= %s "
-        f"AND {d.age_days('%s', 's.at')} < s.fresh_days - %s",
-        [signature, as_of, as_of, FRESH_MARGIN_DAYS],
+        f"s.lead_id = l.id AND s.signature = %s AND (s.at = %s OR (s.at < %s "
+        f"AND {d.age_days('%s', 's.at')} < s.fresh_days - %s))",
+        [signature, as_of, as_of, as_of, FRESH_MARGIN_DAYS],
     )
 
 
-def compute_chunk(d, cursor, version, criteria, *, as_of, where, recompute_all):
-    """Fill CHUNK_TABLE with, per lead in scope: stored values, fit, interest, ko, and (for leads recomputed from
-    their touchpoints) the new accumulators. Returns how many leads were recomputed."""
+def refresh_signals(d, version, criteria, *, as_of, where, recompute_all) -> int:
+    """Rebuild from their touchpoints the accumulators of the leads in scope that lack fresh ones for this
+    version (all of them with recompute_all, after new activity). Returns how many were rebuilt.
+
+    Its own transaction, before scoring: it reads touchpoints and writes lead signals but locks no lead row, so
+    the slow part of a rebuild never holds leads.
+    """
     signature = interest_signature(criteria)
     interest = interest_criteria_of(criteria)
-    fresh_join = fresh_signals_sql(d, signature=signature, as_of=as_of)
-    base = (
-        "l.id AS id, l.band AS old_band, l.temperature AS old_temperature, l.score_is_mql AS old_mql, "
-        "l.stage_id AS stage, l.fit_score AS old_fit, l.interest_score AS old_interest, l.grade AS old_grade, "
-        "l.scored_at AS old_scored_at, "
-    )
-    fit_ko = fit_and_knockout_sql(d, criteria)
+    with transaction.atomic(), connection.cursor() as cursor:
+        if d.postgres:
+            cursor.execute("SET LOCAL jit = off")
+            cursor.execute("SET LOCAL work_mem = '64MB'")
+        cursor.execute(f"DROP TABLE IF EXISTS {NEED_TABLE}")
+        need = Sql(f"CREATE TEMPORARY TABLE {NEED_TABLE} AS SELECT l.id AS id FROM {LEAD} l ")
+        if where.needs_company:
+            need += f"LEFT JOIN {COMPANY} c ON c.id = l.company_id "
+        if not recompute_all:
+            need += f"LEFT JOIN {SIGNALS} s ON "
+            need += fresh_signals_sql(d, signature=signature, as_of=as_of)
+        need += " WHERE "
+        need += where
+        if not recompute_all:
+            need += " AND s.lead_id IS NULL"
+        cursor.execute(need.text, need.params)
+        cursor.execute(f"SELECT COUNT(*) FROM {NEED_TABLE}")
+        count = cursor.fetchone()[0]
+        if count:
+            if d.postgres:
+                cursor.execute(f"ANALYZE {NEED_TABLE}")
+            accumulate, fresh_terms = accumulate_sql(d, criteria, as_of=as_of)
+            fresh = Sql(d.least([f"COALESCE({t.text}, %s)" for t in fresh_terms], "%s"))
+            for term in fresh_terms:
+                fresh.params += [*term.params, FOREVER_DAYS]
+            fresh.params.append(FOREVER_DAYS)
+            sums = d.array([f"COALESCE(a.i{index}, 0)" for index in range(len(interest))])
+            upsert = Sql(
+                f"INSERT INTO {SIGNALS} (lead_id, signature, at, fresh_days, sums) SELECT n.id, %s, %s, "
+            )
+            upsert.params += [signature, as_of]
+            upsert += fresh
+            upsert += f", {sums} FROM {NEED_TABLE} n LEFT JOIN ("
+            upsert += accumulate
+            upsert += (
+                ") a ON a.lead_id = n.id WHERE 1=1 "  # WHERE: SQLite's parser needs it before ON CONFLICT
+                "ON CONFLICT (lead_id) DO UPDATE SET signature = excluded.signature, at = excluded.at, "
+                "fresh_days = excluded.fresh_days, sums = excluded.sums"
+            )
+            cursor.execute(upsert.text, upsert.params)
+        cursor.execute(f"DROP TABLE {NEED_TABLE}")
+    return count
 
-    # Which leads need their accumulators rebuilt from touchpoints: all (new activity), or those without fresh ones.
-    cursor.execute(f"DROP TABLE IF EXISTS {NEED_TABLE}")
-    need = Sql(f"CREATE TEMPORARY TABLE {NEED_TABLE} AS SELECT l.id AS id FROM {LEAD} l ")
-    need += f"LEFT JOIN {COMPANY} c ON c.id = l.company_id "
-    if not recompute_all:
-        need += f"LEFT JOIN {SIGNALS} s ON "
-        need += fresh_join
-    need += " WHERE "
-    need += where
-    if not recompute_all:
-        need += " AND s.lead_id IS NULL"
-    cursor.execute(need.text, need.params)
-    cursor.execute(f"SELECT COUNT(*) FROM {NEED_TABLE}")
-    recomputed = cursor.fetchone()[0]
-    if d.postgres:
-        cursor.execute(f"ANALYZE {NEED_TABLE}")
 
-    # Recomputed leads: sums from their touchpoints.
-    sums = [f"a.i{index}" for index in range(len(interest))]
-    accumulate, fresh_terms = accumulate_sql(d, criteria, as_of=as_of)
-    fresh = Sql()
-    fresh.text = d.least([f"COALESCE({t.text}, %s)" for t in fresh_terms], "%s")
-    for term in fresh_terms:
-        fresh.params += [*term.params, FOREVER_DAYS]
-    fresh.params.append(FOREVER_DAYS)
-    recompute = Sql(f"SELECT {base}")
-    recompute += fit_ko
-    recompute += ", "
-    recompute += interest_sql(d, criteria, lambda index: sums[index])
-    recompute += f", 1 AS recomputed, {d.array([f'COALESCE({s}, 0)' for s in sums])} AS sums, "
-    recompute += fresh
-    recompute += " AS fresh "
-    recompute += (
-        f"FROM {NEED_TABLE} n JOIN {LEAD} l ON l.id = n.id LEFT JOIN {COMPANY} c ON c.id = l.company_id "
-    )
-    recompute += "LEFT JOIN ("
-    recompute += accumulate
-    recompute += ") a ON a.lead_id = l.id"
+def compute_chunk(d, cursor, version, criteria, *, as_of, where):
+    """Fill CHUNK_TABLE with, per lead in scope with fresh accumulators: stored values, fit, interest (the
+    accumulators decayed to as_of), ko, and the classification."""
+    signature = interest_signature(criteria)
 
     def decayed(criterion):
         return Sql(f" * power(0.5, {d.age_days('%s', 's.at')} / %s)", [as_of, criterion.half_life_days])
@@ -394,24 +415,21 @@ def compute_chunk(d, cursor, version, criteria, *, as_of, where, recompute_all):
     select = Sql(f"CREATE TEMPORARY TABLE {CHUNK_TABLE} AS SELECT x.*, ")
     classify, classify_params = classify_sql(version)
     select.add(classify, *classify_params)
-    select += " FROM ("
-    select += recompute
-    if not recompute_all:
-        # The rest: their accumulators, decayed to as_of.
-        select += f" UNION ALL SELECT {base}"
-        select += fit_ko
-        select += ", "
-        select += interest_sql(d, criteria, lambda index: d.element("s.sums", index), decayed)
-        select += f", 0 AS recomputed, NULL AS sums, NULL AS fresh FROM {LEAD} l "
-        select += f"LEFT JOIN {COMPANY} c ON c.id = l.company_id JOIN {SIGNALS} s ON "
-        select += fresh_join
-        select += " WHERE "
-        select += where
+    select += (
+        " FROM (SELECT l.id AS id, l.band AS old_band, l.temperature AS old_temperature, "
+        "l.score_is_mql AS old_mql, l.stage_id AS stage, l.fit_score AS old_fit, l.interest_score AS old_interest, "
+        "l.grade AS old_grade, l.scored_at AS old_scored_at, "
+    )
+    select += fit_and_knockout_sql(d, criteria)
+    select += ", "
+    select += interest_sql(d, criteria, lambda index: d.element("s.sums", index), decayed)
+    select += f" FROM {LEAD} l LEFT JOIN {COMPANY} c ON c.id = l.company_id JOIN {SIGNALS} s ON "
+    select += fresh_signals_sql(d, signature=signature, as_of=as_of)
+    select += " WHERE "
+    select += where
     select += ") x"
     cursor.execute(f"DROP TABLE IF EXISTS {CHUNK_TABLE}")
     cursor.execute(select.text, select.params)
-    cursor.execute(f"DROP TABLE {NEED_TABLE}")
-    return recomputed, signature
 
 
 def classify_sql(version):
@@ -456,11 +474,14 @@ def rescore_chunk(
     exclude_rules=(),
     advance_stages=True,
     recompute_all=False,
+    interest_tolerance=0.0,
 ) -> RescoreResult:
     """Score the leads in scope with one version, set-based, in one short transaction.
 
-    Interest comes from each lead's accumulators where they are fresh for this version, otherwise (and for all
-    leads with recompute_all, i.e. after new activity) from its touchpoints, which also renews the accumulators.
+    Interest comes from each lead's accumulators, decayed to as_of; leads without fresh ones for this version
+    (all of them with recompute_all, i.e. after new activity) get them rebuilt from their touchpoints first.
+    A lead is written when anything differs; with interest_tolerance, interest alone must move by that much
+    (the decay tick: a lead left alone keeps a score that is exact as of its scored_at).
     """
     d = Dialect(connection.vendor)
     where = scope_where(
@@ -475,7 +496,9 @@ def rescore_chunk(
         [
             "t.old_scored_at IS NULL",
             d.distinct("t.old_fit", "t.fit"),
-            d.distinct("t.old_interest", "t.interest"),
+            f"ABS(t.old_interest - t.interest) >= {float(interest_tolerance)!r}"
+            if interest_tolerance
+            else d.distinct("t.old_interest", "t.interest"),
             d.distinct("t.old_band", "t.band"),
             d.distinct("t.old_temperature", "t.temperature"),
             d.distinct("t.old_grade", "t.grade"),
@@ -485,25 +508,17 @@ def rescore_chunk(
     crossing = "t.mql = 1 AND NOT t.old_mql AND t.stage IN ('mgl', 'nurturing')"
     if not advance_stages:
         crossing = "1=0"
+    result.recomputed = refresh_signals(
+        d, version, criteria, as_of=as_of, where=where, recompute_all=recompute_all
+    )
     started = time.perf_counter()
     with transaction.atomic(), connection.cursor() as cursor:
         if d.postgres:
-            # JIT-compiling these one-off statements cost most of a chunk's time; the aggregation wants memory.
+            # JIT-compiling these one-off statements cost most of a chunk's time.
             cursor.execute("SET LOCAL jit = off")
-            cursor.execute("SET LOCAL work_mem = '64MB'")
-        result.recomputed, signature = compute_chunk(
-            d, cursor, version, criteria, as_of=as_of, where=where, recompute_all=recompute_all
-        )
+        compute_chunk(d, cursor, version, criteria, as_of=as_of, where=where)
         cursor.execute(f"SELECT COUNT(*) FROM {CHUNK_TABLE}")
         result.scored = cursor.fetchone()[0]
-        if result.recomputed:
-            cursor.execute(
-                f"INSERT INTO {SIGNALS} (lead_id, signature, at, fresh_days, sums) "
-                f"SELECT t.id, %s, %s, t.fresh, t.sums FROM {CHUNK_TABLE} t WHERE t.recomputed = 1 "
-                "ON CONFLICT (lead_id) DO UPDATE SET signature = excluded.signature, at = excluded.at, "
-                "fresh_days = excluded.fresh_days, sums = excluded.sums",
-                [signature, as_of],
-            )
         cursor.execute(
             f"INSERT INTO {SCORE_CHANGE} (lead_id, version_id, at, fit, interest, score, band, temperature, grade, "
             f"is_mql) SELECT t.id, %s, %s, t.fit, t.interest, t.fit + t.interest, t.band, t.temperature, t.grade, "
@@ -548,7 +563,14 @@ def active_versions():
 
 
 def rescore(
-    *, lead_ids=None, id_range=None, as_of=None, versions=None, advance_stages=True, recompute=False
+    *,
+    lead_ids=None,
+    id_range=None,
+    as_of=None,
+    versions=None,
+    advance_stages=True,
+    recompute=False,
+    interest_tolerance=0.0,
 ) -> RescoreResult:
     """Score the given leads (ids, or an id range [low, high)) with the active version that owns each.
 
@@ -582,6 +604,7 @@ def rescore(
                     exclude_rules=exclude,
                     advance_stages=advance_stages,
                     recompute_all=recompute,
+                    interest_tolerance=interest_tolerance,
                 )
             )
     return total
