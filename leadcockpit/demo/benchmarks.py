@@ -5,7 +5,7 @@ import time
 
 from django.conf import settings
 from django.core.management.base import CommandError
-from django.db import connection
+from django.db import connection, transaction
 
 from leadcockpit.leads.models import Lead
 
@@ -59,4 +59,252 @@ def seed(*, leads, touchpoints, seed, reset, out, **options):
         "sales_activities": result.sales_activities,
         "seed_s": round(elapsed, 2),
         "db_mb": size,
+    }
+
+
+def _ensure_seeded(*, leads, touchpoints, seed, reset, out):
+    """The benchmark's dataset: reuse the database's leads when their count matches (unless reset), else seed."""
+    have = Lead.objects.count()
+    if have == leads and not reset:
+        out(f"Using the {have:,} leads already in the database.")
+        return
+    if have and not reset:
+        raise CommandError(f"The database holds {have:,} leads, not {leads:,}; pass --reset to reseed.")
+    if have:
+        wipe_demo_data()
+    out(f"Seeding {leads:,} leads with about {touchpoints:,} touchpoints …")
+    started = time.perf_counter()
+    DemoSeeder(leads=leads, touchpoints=touchpoints, seed=seed).run()
+    out(f"  seeded in {time.perf_counter() - started:.1f} s")
+
+
+def _peak_rss_mb(pid):
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
+
+
+def _full_rescore_in_worker(version, out):
+    """Activate `version` and let a real Celery worker run the full rescore; returns (job, seconds, peak RSS)."""
+    import subprocess
+    import sys
+
+    from leadcockpit.celery import app
+    from leadcockpit.scoring import actions
+    from leadcockpit.scoring.models import RescoreJob
+
+    worker = None
+    if not app.conf.task_always_eager:
+        worker = subprocess.Popen(  # noqa: S603 - our own worker, fixed arguments
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "--app",
+                "leadcockpit",
+                "worker",
+                "--pool",
+                "solo",
+                "--loglevel",
+                "WARNING",
+                "--without-heartbeat",
+                "--without-gossip",
+                "--without-mingle",
+            ],
+            cwd=settings.BASE_DIR,
+        )
+        time.sleep(3)  # let it connect before the job is enqueued
+    try:
+        started = time.perf_counter()
+        with transaction.atomic():
+            job = actions.activate(version=version, reason="benchmark: full rescore")
+        if worker is None:
+            out("  (tasks run in-process: so does the rescore, and the RSS is this process's)")
+            actions.run_rescore_job(job_id=job.pk)
+        while True:
+            job.refresh_from_db()
+            if job.status in (RescoreJob.Status.DONE, RescoreJob.Status.FAILED):
+                break
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - started
+        rss = _peak_rss_mb(worker.pid if worker else os.getpid())
+    finally:
+        if worker is not None:
+            worker.terminate()
+            worker.wait(timeout=30)
+    return job, elapsed, rss
+
+
+@area(
+    "scoring", "Full, naive, incremental and decay rescoring; worker RSS; longest lock (seeds when needed)."
+)
+def scoring(*, leads, touchpoints, seed, reset, out, **options):
+    import random
+
+    from django.db.models import F
+    from django.utils import timezone
+
+    from leadcockpit.leads.models import Touchpoint
+    from leadcockpit.scoring import actions
+    from leadcockpit.scoring.evaluator import evaluate
+    from leadcockpit.scoring.models import DirtyLead, ScoringVersion
+
+    _ensure_seeded(leads=leads, touchpoints=touchpoints, seed=seed, reset=reset, out=out)
+    n_leads = Lead.objects.count()
+    n_touchpoints = Touchpoint.objects.count()
+    active = ScoringVersion.objects.filter(status="active").select_related("model").first()
+    if active is None:  # a dataset seeded before scoring existed
+        from leadcockpit.accounts.models import User
+        from leadcockpit.scoring.defaults import create_default_model
+        from leadcockpit.scoring.rescoring import rescore_all
+
+        out("No active scoring model: loading the default one and scoring every lead first …")
+        active = create_default_model(
+            marketing_user=User.objects.get(username="marketing"),
+            sales_user=User.objects.get(username="manager"),
+        )
+        rescore_all(advance_stages=False)
+    from leadcockpit.accounts.models import User
+
+    by = active.created_by or User.objects.filter(groups__name="marketing").first()
+
+    # A changed draft, activated: every lead is rescored by the new version (what a model change costs). Changed
+    # points and thresholds reuse the leads' accumulators; a changed matcher rebuilds them from every touchpoint.
+    draft = actions.new_draft(model=active.model, by=by)
+    draft.criteria.filter(label="Demo request").update(points=45)
+    draft.mql_threshold = 95
+    draft.save(update_fields=["mql_threshold"])
+    out("Full rescore after activating a version with changed points and MQL threshold …")
+    job, full_s, rss = _full_rescore_in_worker(draft, out)
+    out(
+        f"  {full_s:.1f} s for {job.scored:,} leads ({job.scored / full_s:,.0f} leads/s), {job.updated:,} changed; "
+        f"worker peak RSS {rss} MB; longest chunk transaction {job.longest_chunk_s:.2f} s"
+    )
+    cold = actions.new_draft(model=active.model, by=by)
+    cold.criteria.filter(kind="interest", half_life_days__isnull=False).update(
+        half_life_days=F("half_life_days") + 1
+    )
+    out("Full rescore after activating a version with changed half-lives (accumulators rebuilt) …")
+    cold_job, cold_s, cold_rss = _full_rescore_in_worker(cold, out)
+    out(
+        f"  {cold_s:.1f} s for {cold_job.scored:,} leads ({cold_job.scored / cold_s:,.0f} leads/s); worker peak RSS "
+        f"{cold_rss} MB; longest chunk transaction {cold_job.longest_chunk_s:.2f} s"
+    )
+    draft = cold
+
+    rng = random.Random(seed)
+    ids = list(Lead.objects.values_list("pk", flat=True))
+    criteria = list(draft.criteria.all())
+    sample = rng.sample(ids, min(10_000, len(ids)))
+    out(f"Naive per-lead ORM loop over {len(sample):,} leads …")
+    started = time.perf_counter()
+    now = timezone.now()
+    for lead in Lead.objects.filter(pk__in=sample).select_related("company").iterator(chunk_size=2000):
+        result = evaluate(lead, draft, as_of=now, criteria=criteria)
+        lead.fit_score, lead.interest_score, lead.score = result.fit, result.interest, result.score
+        lead.band, lead.temperature, lead.grade, lead.scored_at = (
+            result.band,
+            result.temperature,
+            result.grade,
+            now,
+        )
+        lead.save(
+            update_fields=[
+                "fit_score",
+                "interest_score",
+                "score",
+                "band",
+                "temperature",
+                "grade",
+                "scored_at",
+            ]
+        )
+    naive_sample_s = time.perf_counter() - started
+    naive_full_s = naive_sample_s * n_leads / len(sample)
+    out(
+        f"  {naive_sample_s:.1f} s, extrapolated to {n_leads:,} leads: {naive_full_s:,.0f} s "
+        f"({naive_full_s / full_s:.0f}× the set-based rescore)"
+    )
+
+    def mark(lead_ids):
+        # The marks alone, without enqueueing: the timing below is the rescore a worker would do.
+        DirtyLead.objects.bulk_create([DirtyLead(lead_id=pk) for pk in lead_ids], ignore_conflicts=True)
+
+    def drain():
+        """What the rescore_dirty_leads task does: batch after batch until no lead is dirty. (ms, longest batch s)"""
+        started, longest = time.perf_counter(), 0.0
+        while True:
+            batch_started = time.perf_counter()
+            if not actions.rescore_dirty().scored:
+                break
+            longest = max(longest, time.perf_counter() - batch_started)
+        return (time.perf_counter() - started) * 1000, longest
+
+    mark(rng.sample(ids, min(1000, len(ids))))
+    incremental_1k, lock_1k = drain()
+    mark(rng.sample(ids, min(10_000, len(ids))))
+    incremental_10k, lock_10k = drain()
+    out(
+        f"Incremental rescore: 1k dirty leads {incremental_1k:.0f} ms, 10k {incremental_10k:.0f} ms "
+        f"(batches of {actions.DIRTY_BATCH:,}, the longest {lock_10k:.2f} s)"
+    )
+
+    fold_leads = rng.sample(ids, min(5000, len(ids)))
+    Touchpoint.objects.bulk_create(
+        Touchpoint(
+            lead_id=pk,
+            kind="page_view",
+            url="https://www.solvaro.example/pricing",
+            occurred_at=now,
+            received_at=now,
+        )
+        for pk in fold_leads
+    )
+    mark(fold_leads)
+    fold_ms, lock_fold = drain()
+    out(f"Folding 5k new touchpoints into scores: {fold_ms:.0f} ms")
+
+    ticks = {}
+    for label, later in [("an hour later, as scheduled", timezone.timedelta(hours=1)), ("a day later", None)]:
+        as_of = timezone.now() + (later or timezone.timedelta(days=1))
+        started = time.perf_counter()
+        ticks[label] = decay = actions.decay_tick(as_of=as_of)
+        decay.seconds = time.perf_counter() - started
+        out(
+            f"Decay tick ({label}): {decay.seconds:.1f} s, {decay.scored:,} leads, {decay.recomputed:,} recomputed "
+            f"from touchpoints, {decay.updated:,} written; longest chunk transaction {decay.longest_s:.2f} s"
+        )
+    hourly, daily = ticks.values()
+    lock_s = max(
+        job.longest_chunk_s,
+        cold_job.longest_chunk_s,
+        hourly.longest_s,
+        daily.longest_s,
+        lock_1k,
+        lock_10k,
+        lock_fold,
+    )
+    return {
+        "leads": n_leads,
+        "touchpoints": n_touchpoints,
+        "full_rescore_s": round(full_s, 2),
+        "leads_per_s": round(job.scored / full_s),
+        "full_rescore_rebuild_s": round(cold_s, 2),
+        "naive_sample": len(sample),
+        "naive_extrapolated_s": round(naive_full_s, 1),
+        "naive_ratio": round(naive_full_s / full_s, 1),
+        "incremental_1k_ms": round(incremental_1k),
+        "incremental_10k_ms": round(incremental_10k),
+        "fold_5k_ms": round(fold_ms),
+        "decay_tick_s": round(hourly.seconds, 2),
+        "decay_tick_written": hourly.updated,
+        "decay_day_s": round(daily.seconds, 2),
+        "decay_day_written": daily.updated,
+        "worker_peak_rss_mb": max(rss or 0, cold_rss or 0),
+        "max_lock_hold_s": round(lock_s, 2),
     }
