@@ -142,6 +142,31 @@ class Campaign(models.Model):
         return self.name
 
 
+class StageNotAllowed(Exception):
+    """A stage change the lifecycle table does not allow (for this actor)."""
+
+    def __init__(self, from_stage, to_stage, why):
+        super().__init__(f"{from_stage} → {to_stage}: {why}")
+        self.from_stage, self.to_stage, self.why = from_stage, to_stage, why
+
+
+class StageConflict(StageNotAllowed):
+    """Someone else moved the lead first."""
+
+
+def actor_sides(user):
+    """Which sides of the lifecycle table a user acts for: admins for both, others for their role's."""
+    from . import lifecycle
+
+    role = role_of(user) if user is not None else None
+    return {
+        Role.ADMIN: [lifecycle.SALES, lifecycle.MARKETING],
+        Role.MARKETING: [lifecycle.MARKETING],
+        Role.SALES_MANAGER: [lifecycle.SALES],
+        Role.SALES_REP: [lifecycle.SALES],
+    }.get(role, [])
+
+
 class LeadQuerySet(models.QuerySet):
     def visible_to(self, user):
         """The leads this user may see: admin and marketing all, a manager their team's, a rep their own."""
@@ -345,6 +370,45 @@ class Lead(models.Model):
     def clean_fields(self, exclude=None):
         self.email = normalise_email(self.email)  # before the field validators see it
         super().clean_fields(exclude=exclude)
+
+    def move_to(self, to_stage, *, by=None, system="", reason="", at=None):
+        """Move this lead to another lifecycle stage, if the lifecycle table allows it for this actor.
+
+        by: the user moving it, or system: the component (scoring, routing, sla). Settled in the database: the
+        stage changes only if it is still the one this instance holds, so of two concurrent moves exactly one
+        wins and the other raises StageConflict. Records a StageChange; a backward move needs a reason.
+        """
+        from . import lifecycle
+
+        stages = {stage.code: stage for stage in LifecycleStage.objects.all()}
+        who_options = [lifecycle.SYSTEM] if system else actor_sides(by)
+        move = lifecycle.Move(False, why="nobody to make it")
+        for who in who_options:
+            move = lifecycle.check(self.stage_id, to_stage, who, stages)
+            if move.allowed:
+                break
+        if not move.allowed:
+            raise StageNotAllowed(self.stage_id, to_stage, move.why)
+        if move.backward and not reason.strip():
+            raise StageNotAllowed(self.stage_id, to_stage, "a backward move needs a reason")
+        at = at or timezone.now()
+        changes = {"stage_id": to_stage, "stage_changed_at": at, "updated_at": at}
+        if to_stage in lifecycle.MILESTONES:
+            changes[lifecycle.MILESTONES[to_stage]] = at
+        from_stage = self.stage_id
+        if not Lead.objects.filter(pk=self.pk, stage_id=from_stage).update(**changes):
+            raise StageConflict(from_stage, to_stage, "the lead has moved on meanwhile")
+        for field, value in changes.items():
+            setattr(self, field, value)
+        return StageChange.objects.create(
+            lead=self,
+            from_stage_id=from_stage,
+            to_stage_id=to_stage,
+            actor=by if not system else None,
+            system_actor=system,
+            reason=reason[:500],
+            at=at,
+        )
 
     def timeline(self, *, before=None, limit=50):
         """Touchpoints, sales activities and stage changes of this lead merged newest first.

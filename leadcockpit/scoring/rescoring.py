@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from django.db import connection, transaction
 from django.utils import timezone
 
+from leadcockpit.leads import lifecycle
 from leadcockpit.leads.models import Lead, StageChange, Touchpoint
 
 from .fields import (
@@ -38,7 +39,8 @@ TOUCHPOINT = Touchpoint._meta.db_table
 SCORE_CHANGE = ScoreChange._meta.db_table
 STAGE_CHANGE = StageChange._meta.db_table
 COMPANY = Lead._meta.get_field("company").related_model._meta.db_table
-MQL_FROM_STAGES = ("mgl", "nurturing")
+# The stages from which the system may make a lead an MQL, as the lifecycle table says (mgl and nurturing).
+MQL_FROM_STAGES = tuple(lifecycle.sources(lifecycle.MQL, lifecycle.SYSTEM))
 
 
 class Dialect:
@@ -512,7 +514,9 @@ def rescore_chunk(
             d.distinct("t.old_mql", d.flag("t.mql")),
         ]
     )
-    crossing = "t.mql = 1 AND NOT t.old_mql AND t.stage IN ('mgl', 'nurturing')"
+    crossing = (
+        f"t.mql = 1 AND NOT t.old_mql AND t.stage IN ({', '.join(repr(code) for code in MQL_FROM_STAGES)})"
+    )
     if not advance_stages:
         crossing = "1=0"
     result.recomputed = refresh_signals(
