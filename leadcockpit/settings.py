@@ -25,6 +25,7 @@ INSTALLED_APPS = [
     "leadcockpit.core",
     "leadcockpit.leads",
     "leadcockpit.scoring",
+    "leadcockpit.handover",
     "leadcockpit.demo",
     "django.contrib.admin",
     "django.contrib.auth",
@@ -121,6 +122,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout"
 CELERY_TIMEZONE = "UTC"
 
 # Periodic jobs, all in one place. Each entry says why it runs at its pace.
+# What runs when rescoring made new MQLs (scoring itself knows nothing of routing).
+SCORING_NEW_MQLS_TASK = "leadcockpit.handover.tasks.route_pending"
+
 CELERY_BEAT_SCHEDULE = {
     # Proves the worker and beat are alive; /health/ reports how long ago the last heartbeat landed.
     "worker-heartbeat": {"task": "leadcockpit.core.tasks.heartbeat", "schedule": 60.0},
@@ -128,12 +132,21 @@ CELERY_BEAT_SCHEDULE = {
     "rescoring-sweep": {"task": "leadcockpit.scoring.tasks.sweep_rescoring", "schedule": 15.0},
     # Interest fades with half-lives of days: hourly keeps stored scores within an hour of the truth.
     "scoring-decay-tick": {"task": "leadcockpit.scoring.tasks.decay_tick", "schedule": 3600.0},
+    # New MQLs are routed on commit; this routes those whose message was lost, within seconds.
+    "routing-sweep": {"task": "leadcockpit.handover.tasks.route_pending", "schedule": 10.0},
+    # Notification mail is an outbox in the database; this sends what a lost message left unsent.
+    "notification-mail-sweep": {
+        "task": "leadcockpit.handover.tasks.send_notification_emails",
+        "schedule": 30.0,
+    },
 }
 
 # --- Mail --------------------------------------------------------------------------------------------------
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
 vars().update(EMAIL_CONFIG)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Lead Cockpit <cockpit@localhost>")
+# Where the cockpit is reached, for links in its mail (e.g. https://cockpit.example.com).
+SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
 # --- Passwords, sessions, security -------------------------------------------------------------------------

@@ -9,6 +9,7 @@ urlpatterns = [
     path("", RedirectView.as_view(pattern_name="leads:list", permanent=False), name="home"),
     path("leads/", include("leadcockpit.leads.urls")),
     path("", include("leadcockpit.scoring.urls")),
+    path("", include("leadcockpit.handover.urls")),
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("i18n/", include("django.conf.urls.i18n")),

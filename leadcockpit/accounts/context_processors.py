@@ -1,7 +1,7 @@
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 
-from .roles import role_of
+from .roles import Role, role_of
 
 
 def navigation(request):
@@ -9,7 +9,10 @@ def navigation(request):
     user = getattr(request, "user", None)
     if user is None or role_of(user) is None:
         return {"nav_items": [], "user_role": None}
-    items = [
+    items = []
+    if role_of(user) in (Role.SALES_REP, Role.SALES_MANAGER, Role.ADMIN):
+        items.append(("handover", _("Inbox"), reverse("handover:inbox")))
+    items += [
         ("leads", _("Leads"), reverse("leads:list")),
         ("scoring", _("Scoring"), reverse("scoring:overview")),
     ]

@@ -48,6 +48,18 @@ _SCORING_VIEW = [
     "scoring.view_scorechange",
     "scoring.view_rescorejob",
 ]
+_HANDOVER_VIEW = ["handover.view_handover", "handover.view_routingrule", "handover.view_teamrouting"]
+# Managers set up routing for their teams: rules, strategy and deadline, reps' capacity and absence.
+_HANDOVER_MANAGE = [
+    "handover.add_routingrule",
+    "handover.change_routingrule",
+    "handover.delete_routingrule",
+    "handover.add_teamrouting",
+    "handover.change_teamrouting",
+    "handover.view_repavailability",
+    "handover.add_repavailability",
+    "handover.change_repavailability",
+]
 ROLE_PERMISSIONS = {
     Role.ADMIN: "__all__",
     # Marketing owns the record and campaigns, and reads the sales protocol without changing it.
@@ -66,9 +78,22 @@ ROLE_PERMISSIONS = {
         "leads.change_lead",
         "leads.add_campaign",
         "leads.change_campaign",
+        *_HANDOVER_VIEW,
     ],
-    Role.SALES_MANAGER: [*_VIEW_ALL, *_SCORING_VIEW, "leads.add_salesactivity", "leads.change_salesactivity"],
-    Role.SALES_REP: [*_VIEW_ALL, "leads.add_salesactivity", "leads.change_salesactivity"],
+    Role.SALES_MANAGER: [
+        *_VIEW_ALL,
+        *_SCORING_VIEW,
+        *_HANDOVER_VIEW,
+        *_HANDOVER_MANAGE,
+        "leads.add_salesactivity",
+        "leads.change_salesactivity",
+    ],
+    Role.SALES_REP: [
+        *_VIEW_ALL,
+        "handover.view_handover",
+        "leads.add_salesactivity",
+        "leads.change_salesactivity",
+    ],
 }
 
 

@@ -1,15 +1,24 @@
 """Thin adapters: take ids, call one action. Each is safe to run twice (see the actions)."""
 
 from celery import shared_task
+from django.conf import settings
+from django.utils.module_loading import import_string
 
 from . import actions
+
+
+def _after(result):
+    """Leads that became MQLs are handed on: scoring knows nothing of routing, settings name the next task."""
+    if result.new_mqls and settings.SCORING_NEW_MQLS_TASK:
+        import_string(settings.SCORING_NEW_MQLS_TASK).delay()
+    return result
 
 
 @shared_task(ignore_result=True, soft_time_limit=120, time_limit=150)
 def rescore_dirty_leads():
     # Drain in batches; a huge backlog is finished by the next sweep rather than by one endless task.
     for _ in range(20):
-        if not actions.rescore_dirty().scored:
+        if not _after(actions.rescore_dirty()).scored:
             return
 
 

@@ -1,0 +1,223 @@
+"""Handover workflows: route an MQL to a team and rep, accept or reject it, notify. Called by views and tasks."""
+
+import logging
+from datetime import timedelta
+
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Q
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from leadcockpit.accounts.models import User
+from leadcockpit.accounts.roles import Role, role_of
+from leadcockpit.leads.models import Lead, StageNotAllowed
+from leadcockpit.scoring.evaluator import rule_holds
+
+from .models import Handover, Notification, RepAvailability, RoutingRule, TeamRouting
+
+log = logging.getLogger(__name__)
+DEFAULT_SLA = timedelta(hours=24)
+
+
+class HandoverConflict(Exception):
+    """Someone else decided this handover first, or the lead moved on; the message says what happened."""
+
+
+def choose_rule(lead, rules):
+    """The first active rule whose conditions and grades match the lead, or None (the fallback queue)."""
+    for rule in rules:
+        if rule.grades and lead.grade not in rule.grades:
+            continue
+        if rule_holds(lead, rule.conditions):
+            return rule
+    return None
+
+
+def available_reps(team, *, today):
+    """The team's active reps who are not away today and have room under their capacity, with their load."""
+    away = Q(availability__absent_from__lte=today) & (
+        Q(availability__absent_until__isnull=True) | Q(availability__absent_until__gte=today)
+    )
+    reps = (
+        User.objects.filter(team=team, is_active=True, groups__name=Role.SALES_REP.value)
+        .exclude(away)
+        .annotate(
+            open_count=Count("handovers", filter=Q(handovers__status=Handover.Status.OPEN), distinct=True)
+        )
+        .order_by("pk")
+    )
+    capacity = dict(RepAvailability.objects.filter(rep__team=team).values_list("rep_id", "capacity"))
+    default = RepAvailability._meta.get_field("capacity").default
+    return [rep for rep in reps if rep.open_count < capacity.get(rep.pk, default)]
+
+
+def pick_rep(routing, reps):
+    """Round robin: the next rep by id after the last one assigned. Least loaded: the fewest open handovers,
+    ties broken the round-robin way so equal reps take turns."""
+    if not reps:
+        return None
+    after = [rep for rep in reps if routing.last_rep_id is None or rep.pk > routing.last_rep_id]
+    in_turn = after + [rep for rep in reps if rep not in after]
+    if routing.strategy == TeamRouting.Strategy.LEAST_LOADED:
+        fewest = min(rep.open_count for rep in reps)
+        return next(rep for rep in in_turn if rep.open_count == fewest)
+    return in_turn[0]
+
+
+@transaction.atomic
+def route_lead(*, lead_id, now=None):
+    """Hand an MQL to the team of the first matching rule and a rep there; None if it needs no routing.
+
+    Idempotent and safe under concurrency: the lead row is locked, a lead with an open handover is left alone
+    (and a unique constraint backs that up), and the team's routing row is locked while a rep is picked, so
+    two leads routed at once cannot both take a rep's last free place or the same round-robin turn.
+    """
+    now = now or timezone.now()
+    lead = Lead.objects.select_for_update(of=("self",)).select_related("company").filter(pk=lead_id).first()
+    if lead is None or lead.stage_id != "mql" or lead.handovers.filter(status=Handover.Status.OPEN).exists():
+        return None
+    rule = choose_rule(lead, list(RoutingRule.objects.filter(active=True).select_related("team")))
+    team = rule.team if rule else None
+    rep, sla = None, DEFAULT_SLA
+    if team is not None:
+        TeamRouting.objects.get_or_create(team=team)
+        routing = TeamRouting.objects.select_for_update().get(team=team)
+        sla = timedelta(hours=routing.sla_hours)
+        rep = pick_rep(routing, available_reps(team, today=timezone.localdate(now)))
+        if rep is not None:
+            routing.last_rep = rep
+            routing.save(update_fields=["last_rep"])
+    handover = Handover.objects.create(
+        lead=lead, team=team, rep=rep, rule=rule, created_at=now, due_at=now + sla
+    )
+    Lead.objects.filter(pk=lead.pk).update(owner=rep)
+    where = rep or team or _("the fallback queue")
+    lead.move_to("handed_over", system="routing", reason=_("routed to %(where)s") % {"where": where}, at=now)
+    if rep is not None:
+        notify(user=rep, kind=Notification.Kind.NEW_LEAD, handover=handover, now=now)
+    return handover
+
+
+def route_pending(*, limit=1000, now=None):
+    """Route MQLs that have no open handover yet (the sweep behind lost messages). Returns how many."""
+    ids = list(
+        Lead.objects.filter(stage_id="mql")
+        .exclude(handovers__status=Handover.Status.OPEN)
+        .order_by("mql_at", "pk")
+        .values_list("pk", flat=True)[:limit]
+    )
+    routed = 0
+    for lead_id in ids:
+        try:
+            routed += route_lead(lead_id=lead_id, now=now) is not None
+        except IntegrityError:  # a concurrent router won this lead
+            log.info("lead %s was routed concurrently", lead_id)
+    return routed
+
+
+def notify(*, user, kind, handover, now=None):
+    """Record a notification (shown in the app) and have it emailed after commit; once per handover and kind."""
+    notification, created = Notification.objects.get_or_create(
+        user=user, kind=kind, handover=handover, defaults={"created_at": now or timezone.now()}
+    )
+    if created:
+        transaction.on_commit(_enqueue_mail)
+    return notification
+
+
+def _enqueue_mail():
+    from . import tasks
+
+    try:
+        tasks.send_notification_emails.delay()
+    except Exception:  # noqa: BLE001 - Redis may be away; the periodic sweep sends the mail
+        log.warning("could not enqueue notification mail; the sweep will send it", exc_info=True)
+
+
+def can_decide(user, handover):
+    """Who may accept or reject: the rep it is assigned to, a manager of its team, an admin."""
+    role = role_of(user)
+    if role == Role.ADMIN:
+        return True
+    if role == Role.SALES_REP:
+        return handover.rep_id == user.pk
+    if role == Role.SALES_MANAGER:
+        return user.team_id is not None and handover.team_id == user.team_id
+    return False
+
+
+def _decide(handover, *, by, status, now, **fields):
+    updated = Handover.objects.filter(pk=handover.pk, status=Handover.Status.OPEN).update(
+        status=status, decided_at=now, decided_by=by, **fields
+    )
+    if not updated:
+        handover.refresh_from_db()
+        raise HandoverConflict(
+            _("This lead was already %(status)s by %(who)s.")
+            % {
+                "status": handover.get_status_display().lower(),
+                "who": handover.decided_by or _("someone else"),
+            }
+        )
+
+
+@transaction.atomic
+def accept(*, handover, by, now=None):
+    """The rep takes the lead: SAL. Of two people deciding at once, exactly one wins."""
+    now = now or timezone.now()
+    _decide(handover, by=by, status=Handover.Status.ACCEPTED, now=now)
+    try:
+        handover.lead.move_to("sal", by=by, at=now)
+    except StageNotAllowed as exc:
+        raise HandoverConflict(_("The lead is no longer waiting for sales.")) from exc
+    Lead.objects.filter(pk=handover.lead_id).update(owner=by if handover.rep_id is None else handover.rep_id)
+
+
+@transaction.atomic
+def reject(*, handover, by, reason, note="", now=None):
+    """The rep sends the lead back to marketing for nurturing, with a reason marketing sees."""
+    now = now or timezone.now()
+    _decide(handover, by=by, status=Handover.Status.REJECTED, now=now, reject_reason=reason, note=note[:2000])
+    label = Handover.RejectReason(reason).label
+    try:
+        handover.lead.move_to(
+            "nurturing", by=by, reason=_("rejected: %(reason)s") % {"reason": label}, at=now
+        )
+    except StageNotAllowed as exc:
+        raise HandoverConflict(_("The lead is no longer waiting for sales.")) from exc
+    Lead.objects.filter(pk=handover.lead_id).update(owner=None)
+
+
+def send_notification_emails(*, batch=200):
+    """Email notifications not sent yet (an outbox: rows are claimed, so two workers never send one twice)."""
+    from django.conf import settings
+    from django.core.mail import send_mail
+    from django.template.loader import render_to_string
+    from django.urls import reverse
+
+    from leadcockpit.scoring.actions import explain
+
+    sent = 0
+    with transaction.atomic():
+        pending = list(
+            Notification.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(emailed_at=None)
+            .select_related("user", "handover__lead__company")
+            .order_by("created_at")[:batch]
+        )
+        for notification in pending:
+            if notification.user.email:
+                lead = notification.handover.lead
+                context = {
+                    "notification": notification,
+                    "lead": lead,
+                    "explanation": explain(lead=lead),
+                    "inbox_url": settings.SITE_URL + reverse("handover:inbox"),
+                }
+                subject = render_to_string("handover/notification_subject.txt", context).strip()
+                body = render_to_string("handover/notification_email.txt", context)
+                send_mail(subject, body, None, [notification.user.email])
+            notification.emailed_at = timezone.now()
+            notification.save(update_fields=["emailed_at"])
+            sent += 1
+    return sent
