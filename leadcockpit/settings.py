@@ -59,7 +59,7 @@ ROOT_URLCONF = "leadcockpit.urls"
 WSGI_APPLICATION = "leadcockpit.wsgi.application"
 AUTH_USER_MODEL = "accounts.User"
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "leads:list"
+LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
 TEMPLATES = [

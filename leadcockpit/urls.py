@@ -1,12 +1,11 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
-from django.views.generic import RedirectView
 
-from leadcockpit.core.views import health
+from leadcockpit.core.views import health, home
 
 urlpatterns = [
-    path("", RedirectView.as_view(pattern_name="leads:list", permanent=False), name="home"),
+    path("", home, name="home"),
     path("leads/", include("leadcockpit.leads.urls")),
     path("", include("leadcockpit.scoring.urls")),
     path("", include("leadcockpit.handover.urls")),

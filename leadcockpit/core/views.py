@@ -1,13 +1,24 @@
 from django.conf import settings
+from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
 from django.db import DatabaseError, connection
 from django.db.models import Max
 from django.http import JsonResponse
+from django.shortcuts import redirect
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from leadcockpit.accounts.roles import Role, role_of
+
 from .models import WorkerHeartbeat
+
+
+@require_GET
+@login_required
+def home(request):
+    """Where a user starts: a sales rep in their inbox, everyone else in the lead list."""
+    return redirect("handover:inbox" if role_of(request.user) == Role.SALES_REP else "leads:list")
 
 
 @never_cache

@@ -12,7 +12,7 @@ import random
 from bisect import bisect
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from itertools import accumulate
 from time import perf_counter
 
@@ -217,6 +217,7 @@ class DemoSeeder:
             with connection.cursor() as cursor:
                 cursor.execute("ANALYZE")
         self.score_leads()
+        self.set_up_handover()
         if connection.vendor == "postgresql" and not connection.in_atomic_block:
             # What autovacuum would do next: set hint bits and the visibility map on the fresh rows, and prune the
             # row versions the scoring left, so the first reads after a seed are not the ones that pay for it.
@@ -240,6 +241,64 @@ class DemoSeeder:
         started = perf_counter()
         rescore_all(as_of=datetime.fromtimestamp(self.anchor, UTC), advance_stages=False)
         self.result.scoring_s = perf_counter() - started
+
+    def set_up_handover(self):
+        """Routing rules for the demo teams, and open handovers for the leads the simulation left handed over."""
+        from leadcockpit.handover.models import Handover, Notification, RoutingRule, TeamRouting
+
+        inside, field = (Team.objects.get(name=name) for name, _kind in DEMO_TEAMS)
+        RoutingRule.objects.get_or_create(
+            name="Companies with 1,000+ employees to field sales",
+            defaults={
+                "position": 0,
+                "team": field,
+                "conditions": [
+                    {"field": "employee_count", "operator": "range", "value": {"min": 1000, "max": None}}
+                ],
+            },
+        )
+        RoutingRule.objects.get_or_create(
+            name="Everyone else to inside sales", defaults={"position": 10, "team": inside}
+        )
+        TeamRouting.objects.get_or_create(
+            team=inside, defaults={"strategy": TeamRouting.Strategy.ROUND_ROBIN}
+        )
+        TeamRouting.objects.get_or_create(
+            team=field, defaults={"strategy": TeamRouting.Strategy.LEAST_LOADED}
+        )
+        waiting = Lead.objects.filter(stage_id="handed_over", owner__isnull=False).exclude(
+            handovers__status="open"
+        )
+        Handover.objects.bulk_create(
+            Handover(
+                lead_id=lead_id,
+                team_id=team_id,
+                rep_id=owner_id,
+                created_at=at,
+                due_at=at + timedelta(hours=24),
+            )
+            for lead_id, owner_id, team_id, at in waiting.values_list(
+                "pk", "owner", "owner__team", "handed_over_at"
+            )
+        )
+        # Leads the default model rates as MQLs but the simulated history left with marketing become MQLs now and
+        # are routed, so that the reps' inboxes show what a live cockpit would (a few dozen at the most).
+        from leadcockpit.handover.actions import route_lead
+        from leadcockpit.scoring.rescoring import MQL_FROM_STAGES
+
+        now = datetime.fromtimestamp(self.anchor, UTC)
+        ripe = Lead.objects.filter(stage_id__in=MQL_FROM_STAGES, score_is_mql=True).order_by("-score", "pk")[
+            :50
+        ]
+        with transaction.atomic():
+            for lead in ripe:
+                lead.move_to("mql", system="scoring", reason="score passed the MQL threshold", at=now)
+            for lead_id in (
+                Lead.objects.filter(stage_id="mql").order_by("pk").values_list("pk", flat=True)[:100]
+            ):
+                route_lead(lead_id=lead_id, now=now)
+            # The demo users' mailboxes are made up: their notifications show in the app, none is mailed.
+            Notification.objects.filter(emailed_at=None).update(emailed_at=now)
 
     # -- users and teams ---------------------------------------------------------------------------------------
     def create_users(self):
@@ -976,10 +1035,11 @@ def ensure_reference_data():
 
 def wipe_demo_data():
     """Remove every lead record (not users or reference data) so a seed starts from empty tables."""
-    tables = [
-        m._meta.db_table
-        for m in (ScoreChange, Touchpoint, SalesActivity, StageChange, Lead, Company, Campaign)
-    ]
+    from leadcockpit.handover.models import Handover, Notification
+    from leadcockpit.scoring.models import DirtyLead, LeadSignals
+
+    children_first = (Notification, Handover, LeadSignals, DirtyLead, ScoreChange, Touchpoint, SalesActivity)
+    tables = [m._meta.db_table for m in (*children_first, StageChange, Lead, Company, Campaign)]
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             # Deferred foreign-key checks queued earlier in this transaction would block TRUNCATE.
