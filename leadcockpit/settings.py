@@ -134,6 +134,8 @@ CELERY_BEAT_SCHEDULE = {
     "scoring-decay-tick": {"task": "leadcockpit.scoring.tasks.decay_tick", "schedule": 3600.0},
     # New MQLs are routed on commit; this routes those whose message was lost, within seconds.
     "routing-sweep": {"task": "leadcockpit.handover.tasks.route_pending", "schedule": 10.0},
+    # Reminders before the deadline to accept or reject, escalation to managers when it passes.
+    "handover-sla-tick": {"task": "leadcockpit.handover.tasks.sla_tick", "schedule": 60.0},
     # Notification mail is an outbox in the database; this sends what a lost message left unsent.
     "notification-mail-sweep": {
         "task": "leadcockpit.handover.tasks.send_notification_emails",

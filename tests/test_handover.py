@@ -299,3 +299,67 @@ def test_twenty_threads_accepting_the_same_hundred_leads_accept_each_once(rules,
     assert Handover.objects.filter(status="accepted").count() == 100
     assert StageChange.objects.filter(to_stage="sal").count() == 100
     assert {h.rep for h in handovers} == set(reps)
+
+
+# --- the SLA clock --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sla_team(rules, inside_team, rep, other_rep, manager):
+    TeamRouting.objects.create(team=inside_team, sla_hours=24, remind_before_hours=4)
+    return inside_team
+
+
+@pytest.mark.django_db
+def test_the_rep_is_reminded_once_before_the_deadline_and_the_manager_told_once_after(sla_team, rep, manager):
+    handover = actions.route_lead(lead_id=mql().pk, now=NOW)
+    assert handover.rep == rep
+    assert actions.sla_tick(now=NOW + timedelta(hours=19)) == {"reminded": 0, "escalated": 0, "reassigned": 0}
+    assert actions.sla_tick(now=NOW + timedelta(hours=21))["reminded"] == 1
+    assert actions.sla_tick(now=NOW + timedelta(hours=22))["reminded"] == 0  # once
+    assert actions.sla_tick(now=NOW + timedelta(hours=24, minutes=1))["escalated"] == 1
+    assert actions.sla_tick(now=NOW + timedelta(hours=30))["escalated"] == 0  # once
+    kinds = set(Notification.objects.values_list("user__username", "kind"))
+    assert kinds == {("rep", "new_lead"), ("rep", "reminder"), ("manager", "escalation")}
+    handover.refresh_from_db()
+    assert (handover.rep, handover.status) == (rep, "open")  # the team does not reassign
+
+
+@pytest.mark.django_db
+def test_a_team_that_reassigns_hands_a_breached_lead_to_the_next_rep(sla_team, rep, other_rep):
+    TeamRouting.objects.filter(team=sla_team).update(reassign_on_breach=True)
+    handover = actions.route_lead(lead_id=mql().pk, now=NOW)
+    assert handover.rep == rep
+    assert actions.sla_tick(now=NOW + timedelta(hours=25))["reassigned"] == 1
+    handover.refresh_from_db()
+    assert (handover.rep, handover.due_at) == (other_rep, NOW + timedelta(hours=49))
+    assert Lead.objects.get(pk=handover.lead_id).owner == other_rep
+    assert Notification.objects.filter(user=other_rep, kind="new_lead").exists()
+
+
+@pytest.mark.django_db
+def test_a_deadline_in_business_hours_skips_the_weekend(sla_team, rep):
+    TeamRouting.objects.filter(team=sla_team).update(business_hours=True, sla_hours=8)
+    friday_afternoon = datetime(2026, 11, 27, 16, 0, tzinfo=UTC)  # 17:00 in Berlin
+    handover = actions.route_lead(lead_id=mql().pk, now=friday_afternoon)
+    assert handover.due_at == datetime(2026, 11, 30, 14, 0, tzinfo=UTC)  # Monday 15:00 in Berlin
+
+
+@pytest.mark.django_db
+def test_the_manager_sees_escalations_in_the_inbox(client_for, sla_team, rep, manager):
+    actions.route_lead(lead_id=mql(last_name="Overdue").pk, now=NOW)
+    actions.sla_tick(now=NOW + timedelta(hours=25))
+    text = client_for(manager).get(inbox_url()).text
+    assert "Escalation" in text
+    assert "Overdue" in text
+
+
+@pytest.mark.django_db
+def test_marking_notifications_read_touches_only_ones_own(client_for, sla_team, rep, manager):
+    actions.route_lead(lead_id=mql().pk, now=NOW)
+    actions.sla_tick(now=NOW + timedelta(hours=25))
+    url = reverse("handover:notifications_read")
+    assert client_for(manager).get(url).status_code == 405
+    assert client_for(manager).post(url).status_code == 302
+    assert not Notification.objects.filter(user=manager, read_at=None).exists()
+    assert Notification.objects.filter(user=rep, read_at=None).count() == 1  # the rep's new-lead note stays

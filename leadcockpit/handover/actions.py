@@ -78,17 +78,13 @@ def route_lead(*, lead_id, now=None):
         return None
     rule = choose_rule(lead, list(RoutingRule.objects.filter(active=True).select_related("team")))
     team = rule.team if rule else None
-    rep, sla = None, DEFAULT_SLA
+    rep, due_at = None, now + DEFAULT_SLA
     if team is not None:
-        TeamRouting.objects.get_or_create(team=team)
-        routing = TeamRouting.objects.select_for_update().get(team=team)
-        sla = timedelta(hours=routing.sla_hours)
-        rep = pick_rep(routing, available_reps(team, today=timezone.localdate(now)))
-        if rep is not None:
-            routing.last_rep = rep
-            routing.save(update_fields=["last_rep"])
+        routing = _locked_routing(team)
+        due_at = routing.deadline(now)
+        rep = _next_rep(routing, today=timezone.localdate(now))
     handover = Handover.objects.create(
-        lead=lead, team=team, rep=rep, rule=rule, created_at=now, due_at=now + sla
+        lead=lead, team=team, rep=rep, rule=rule, created_at=now, due_at=due_at
     )
     Lead.objects.filter(pk=lead.pk).update(owner=rep)
     where = rep or team or _("the fallback queue")
@@ -96,6 +92,20 @@ def route_lead(*, lead_id, now=None):
     if rep is not None:
         notify(user=rep, kind=Notification.Kind.NEW_LEAD, handover=handover, now=now)
     return handover
+
+
+def _locked_routing(team):
+    """The team's routing row, locked until commit: one assignment at a time per team."""
+    TeamRouting.objects.get_or_create(team=team)
+    return TeamRouting.objects.select_for_update().get(team=team)
+
+
+def _next_rep(routing, *, today, exclude=()):
+    rep = pick_rep(routing, [r for r in available_reps(routing.team, today=today) if r.pk not in exclude])
+    if rep is not None:
+        routing.last_rep = rep
+        routing.save(update_fields=["last_rep"])
+    return rep
 
 
 def route_pending(*, limit=1000, now=None):
@@ -221,3 +231,58 @@ def send_notification_emails(*, batch=200):
             notification.save(update_fields=["emailed_at"])
             sent += 1
     return sent
+
+
+def sla_tick(*, now=None):
+    """Remind reps before the deadline, and at the deadline tell the team's managers (and, where the team says
+    so, hand the lead to the next rep). Each step is claimed with a conditional update, so it happens once."""
+    now = now or timezone.now()
+    counts = {"reminded": 0, "escalated": 0, "reassigned": 0}
+    due_soon = (
+        Handover.objects.open()
+        .filter(rep__isnull=False, reminded_at=None, due_at__gt=now, team__routing__isnull=False)
+        .select_related("team__routing")
+    )
+    for handover in due_soon:
+        if handover.due_at - timedelta(hours=handover.team.routing.remind_before_hours) > now:
+            continue
+        with transaction.atomic():
+            if Handover.objects.filter(pk=handover.pk, status="open", reminded_at=None).update(
+                reminded_at=now
+            ):
+                notify(user=handover.rep, kind=Notification.Kind.REMINDER, handover=handover, now=now)
+                counts["reminded"] += 1
+    breached = (
+        Handover.objects.open().filter(escalated_at=None, due_at__lte=now).select_related("team", "rep")
+    )
+    for handover in breached:
+        with transaction.atomic():
+            if not Handover.objects.filter(pk=handover.pk, status="open", escalated_at=None).update(
+                escalated_at=now
+            ):
+                continue
+            managers = User.objects.filter(is_active=True, groups__name=Role.SALES_MANAGER.value)
+            managers = managers.filter(team_id=handover.team_id) if handover.team_id else managers
+            for manager in managers:
+                notify(user=manager, kind=Notification.Kind.ESCALATION, handover=handover, now=now)
+            counts["escalated"] += 1
+            if handover.team_id and _reassign(handover, now=now):
+                counts["reassigned"] += 1
+    return counts
+
+
+def _reassign(handover, *, now):
+    """Give a breached handover to the team's next available rep, with a fresh deadline, if the team says so."""
+    routing = _locked_routing(handover.team)
+    if not routing.reassign_on_breach:
+        return False
+    rep = _next_rep(routing, today=timezone.localdate(now), exclude={handover.rep_id})
+    if rep is None:
+        return False
+    Handover.objects.filter(pk=handover.pk).update(
+        rep=rep, due_at=routing.deadline(now), reminded_at=None, escalated_at=None
+    )
+    Lead.objects.filter(pk=handover.lead_id).update(owner=rep)
+    handover.refresh_from_db()
+    notify(user=rep, kind=Notification.Kind.NEW_LEAD, handover=handover, now=now)
+    return True

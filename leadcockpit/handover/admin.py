@@ -12,8 +12,8 @@ class RoutingRuleAdmin(admin.ModelAdmin):
 
 @admin.register(TeamRouting)
 class TeamRoutingAdmin(admin.ModelAdmin):
-    list_display = ["team", "strategy", "sla_hours"]
-    fields = ["team", "strategy", "sla_hours"]
+    list_display = ["team", "strategy", "sla_hours", "business_hours", "reassign_on_breach"]
+    fields = ["team", "strategy", "sla_hours", "business_hours", "remind_before_hours", "reassign_on_breach"]
 
 
 @admin.register(RepAvailability)

@@ -1,5 +1,7 @@
 """Handing MQLs to sales: routing rules, team and rep settings, handovers with a deadline, notifications."""
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -27,6 +29,17 @@ class TeamRouting(models.Model):
         _("strategy"), max_length=20, choices=Strategy.choices, default=Strategy.ROUND_ROBIN
     )
     sla_hours = models.PositiveSmallIntegerField(_("hours to accept or reject"), default=24)
+    business_hours = models.BooleanField(
+        _("count business hours only"), default=False, help_text=_("Monday to Friday, 8:00 to 18:00.")
+    )
+    remind_before_hours = models.PositiveSmallIntegerField(
+        _("remind this many hours before the deadline"), default=4
+    )
+    reassign_on_breach = models.BooleanField(
+        _("reassign when the deadline passes"),
+        default=False,
+        help_text=_("Otherwise the managers are told and the rep keeps the lead."),
+    )
     last_rep = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         verbose_name=_("last rep assigned"),
@@ -43,6 +56,16 @@ class TeamRouting(models.Model):
 
     def __str__(self):
         return str(self.team)
+
+    def deadline(self, start):
+        """When a handover made at `start` must be decided."""
+        if self.business_hours:
+            from django.utils import timezone
+
+            from leadcockpit.lib.business_time import add_business_hours
+
+            return add_business_hours(start, self.sla_hours, timezone.get_default_timezone())
+        return start + timedelta(hours=self.sla_hours)
 
 
 class RepAvailability(models.Model):
@@ -155,6 +178,8 @@ class Handover(models.Model):
     status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.OPEN)
     created_at = models.DateTimeField(_("handed over"))
     due_at = models.DateTimeField(_("accept or reject by"))
+    reminded_at = models.DateTimeField(_("reminded"), null=True, blank=True)
+    escalated_at = models.DateTimeField(_("escalated"), null=True, blank=True)
     decided_at = models.DateTimeField(_("decided"), null=True, blank=True)
     decided_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -174,6 +199,7 @@ class Handover(models.Model):
         verbose_name_plural = _("handovers")
         indexes = [
             models.Index(fields=["rep", "due_at"], name="handover_inbox_idx", condition=Q(status="open")),
+            models.Index(fields=["due_at"], name="handover_sla_idx", condition=Q(status="open")),
             models.Index(fields=["status", "decided_at"], name="handover_decided_idx"),
         ]
         constraints = [

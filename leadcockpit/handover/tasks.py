@@ -19,3 +19,8 @@ def route_pending():
 def send_notification_emails():
     while actions.send_notification_emails():
         pass
+
+
+@shared_task(ignore_result=True, soft_time_limit=50, time_limit=60)
+def sla_tick():
+    actions.sla_tick()

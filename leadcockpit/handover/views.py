@@ -40,6 +40,11 @@ def inbox_context(request, **extra):
         "overdue_count": open_handovers.filter(due_at__lt=now).count(),
         "now": now,
         "reject_form": RejectForm(),
+        "notifications": list(
+            request.user.notifications.filter(read_at=None)
+            .select_related("handover__lead")
+            .order_by("-created_at")[:10]
+        ),
         **extra,
     }
 
@@ -102,3 +107,12 @@ def _answer(request, handover, *, success=None, error=None, status=200, form=Non
     if success:
         trigger_client_event(response, "handoverDecided", {"handover": handover.pk})
     return response
+
+
+@require_POST
+@login_required
+@role_required
+def notifications_read(request):
+    """Mark the user's notifications read (their own only)."""
+    request.user.notifications.filter(read_at=None).update(read_at=timezone.now())
+    return redirect("handover:inbox")
