@@ -7,4 +7,8 @@ urlpatterns = [
     path("inbox/", views.inbox, name="inbox"),
     path("handovers/<int:pk>/<slug:decision>/", views.decide, name="decide"),
     path("notifications/read/", views.notifications_read, name="notifications_read"),
+    path("leads/<int:pk>/sales/", views.sales_work, name="sales_work"),
+    path("leads/<int:pk>/sales/activities/", views.log_activity, name="log_activity"),
+    path("leads/<int:pk>/sales/stage/", views.move_stage, name="move_stage"),
+    path("leads/<int:pk>/sales/qualify/", views.qualify, name="qualify"),
 ]

@@ -1,6 +1,8 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -10,10 +12,21 @@ from django_htmx.http import trigger_client_event
 
 from leadcockpit.accounts.decorators import role_required
 from leadcockpit.accounts.roles import Role, role_of
+from leadcockpit.leads import lifecycle
+from leadcockpit.leads.access import get_lead_for_user
+from leadcockpit.leads.models import (
+    Lead,
+    LifecycleStage,
+    SalesActivity,
+    StageConflict,
+    StageNotAllowed,
+    actor_sides,
+)
 from leadcockpit.leads.views import is_fragment_request
+from leadcockpit.scoring.actions import mark_dirty
 
 from . import actions
-from .forms import RejectForm
+from .forms import ActivityForm, BantForm, RejectForm, StageForm
 from .models import Handover
 
 INBOX_LIMIT = 200
@@ -40,6 +53,7 @@ def inbox_context(request, **extra):
         "overdue_count": open_handovers.filter(due_at__lt=now).count(),
         "now": now,
         "reject_form": RejectForm(),
+        "follow_ups": due_follow_ups(request.user),
         "notifications": list(
             request.user.notifications.filter(read_at=None)
             .select_related("handover__lead")
@@ -47,6 +61,18 @@ def inbox_context(request, **extra):
         ),
         **extra,
     }
+
+
+def due_follow_ups(user, *, limit=50):
+    """Wiedervorlage: the user's logged activities whose follow-up date has come, unless a later entry exists."""
+    later = SalesActivity.objects.filter(lead=OuterRef("lead"), occurred_at__gt=OuterRef("occurred_at"))
+    return list(
+        SalesActivity.objects.filter(rep=user, next_follow_up__lte=timezone.localdate())
+        .filter(lead__in=Lead.objects.visible_to(user).values("pk"))
+        .exclude(Exists(later))
+        .select_related("lead")
+        .order_by("next_follow_up", "pk")[:limit]
+    )
 
 
 @require_GET
@@ -116,3 +142,151 @@ def notifications_read(request):
     """Mark the user's notifications read (their own only)."""
     request.user.notifications.filter(read_at=None).update(read_at=timezone.now())
     return redirect("handover:inbox")
+
+
+# --- sales work on a lead: protocol, stage moves, qualification -------------------------------------------------
+
+SALES_ROLES = (Role.SALES_REP, Role.SALES_MANAGER, Role.ADMIN)
+
+
+def _stage_choices(user, lead):
+    """The stages this user may move the lead to here. Handed-over leads are decided in the inbox (accept or
+    reject), SAL becomes SQL through the BANT questionnaire, so neither is offered as a plain move."""
+    if lead.stage_id in ("handed_over", "mgl", "mql", "nurturing"):
+        return []
+    stages = list(LifecycleStage.objects.order_by("position", "code"))
+    by_code = {stage.code: stage for stage in stages}
+    choices = []
+    for stage in stages:
+        if lead.stage_id == "sal" and stage.code == "sql":
+            continue
+        for side in actor_sides(user):
+            move = lifecycle.check(lead.stage_id, stage.code, side, by_code)
+            if move.allowed:
+                label = f"{stage.name} ({_('back')})" if move.backward else stage.name
+                choices.append((stage.code, label))
+                break
+    return choices
+
+
+def _sales_context(request, lead, **extra):
+    can_work = role_of(request.user) in SALES_ROLES
+    handover = lead.handovers.filter(status=Handover.Status.OPEN).select_related("rep").first()
+    context = {
+        "lead": lead,
+        "can_work": can_work,
+        "handover": handover,
+        "now": timezone.now(),
+        "activities": lead.sales_activities.select_related("rep").order_by("-occurred_at", "-pk")[:5],
+        "activity_form": ActivityForm(
+            initial={"occurred_at": timezone.localtime().replace(second=0, microsecond=0)}
+        ),
+        "stage_form": StageForm(choices=_stage_choices(request.user, lead)) if can_work else None,
+        "bant_form": BantForm(instance=lead) if can_work and lead.stage_id == "sal" else None,
+    }
+    context.update(extra)
+    return context
+
+
+def _sales_answer(request, lead, *, message=None, status=200, **extra):
+    """After a write: the fresh fragment for htmx, or back to the lead page with a message."""
+    if not is_fragment_request(request):
+        if status >= 400:
+            return render(
+                request, "handover/sales_work.html", _sales_context(request, lead, **extra), status=status
+            )
+        if message:
+            messages.success(request, message)
+        return redirect("leads:detail", pk=lead.pk)
+    lead.refresh_from_db()
+    context = _sales_context(request, lead, flash=message, **extra)
+    response = render(request, "handover/sales_work.html#sales-work", context, status=status)
+    if status < 400:
+        trigger_client_event(response, "leadChanged", {"lead": lead.pk})
+    return response
+
+
+def _lead_for_sales_work(request, pk):
+    lead = get_lead_for_user(request, pk, Lead.objects.select_related("stage", "owner", "company"))
+    if role_of(request.user) not in SALES_ROLES:
+        raise PermissionDenied  # marketing reads the sales protocol, never writes it
+    return lead
+
+
+@require_GET
+@vary_on_headers("HX-Request")
+@login_required
+@role_required
+def sales_work(request, pk):
+    """The sales side of a lead: its open handover and time left, the protocol, stage moves, qualification."""
+    lead = get_lead_for_user(request, pk, Lead.objects.select_related("stage", "owner", "company"))
+    template = "handover/sales_work.html"
+    if is_fragment_request(request):
+        template += "#sales-work"
+    return render(request, template, _sales_context(request, lead))
+
+
+@require_POST
+@login_required
+@role_required
+def log_activity(request, pk):
+    lead = _lead_for_sales_work(request, pk)
+    form = ActivityForm(request.POST)
+    if not form.is_valid():
+        return _sales_answer(request, lead, status=422, activity_form=form)
+    activity = form.save(commit=False)
+    activity.lead, activity.rep = lead, request.user
+    activity.save()
+    return _sales_answer(request, lead, message=_("%(kind)s logged.") % {"kind": activity.get_kind_display()})
+
+
+@require_POST
+@login_required
+@role_required
+def move_stage(request, pk):
+    lead = _lead_for_sales_work(request, pk)
+    form = StageForm(request.POST, choices=_stage_choices(request.user, lead))
+    if not form.is_valid():
+        return _sales_answer(request, lead, status=422, stage_form=form)
+    try:
+        lead.move_to(form.cleaned_data["to_stage"], by=request.user, reason=form.cleaned_data["reason"])
+    except StageConflict:
+        return _sales_answer(request, lead, status=409, stage_error=_("Someone moved this lead meanwhile."))
+    except StageNotAllowed as exc:
+        why = _("Say why the lead goes back.") if "reason" in exc.why else _("That move is not allowed.")
+        return _sales_answer(request, lead, status=422, stage_form=form, stage_error=why)
+    return _sales_answer(request, lead, message=_("Moved to %(stage)s.") % {"stage": lead.stage.name})
+
+
+@require_POST
+@login_required
+@role_required
+def qualify(request, pk):
+    """SAL → SQL through BANT: the answers update the lead and give cold, warm or hot; warm and hot qualify."""
+    lead = _lead_for_sales_work(request, pk)
+    if lead.stage_id != "sal":
+        return _sales_answer(
+            request, lead, status=409, bant_error=_("Only an accepted lead (SAL) is qualified.")
+        )
+    form = BantForm(request.POST, instance=lead)
+    if not form.is_valid():
+        return _sales_answer(request, lead, status=422, bant_form=form)
+    with transaction.atomic():
+        lead = form.save(commit=False)
+        lead.qualification = lead.bant_temperature()
+        lead.save(update_fields=["budget", "authority", "need", "timeframe", "qualification", "updated_at"])
+        mark_dirty(lead_ids=[lead.pk])  # BANT answers are fit criteria
+        temperature = lead.get_qualification_display()
+        if lead.qualification == Lead.Temperature.COLD:
+            message = _("Qualified as %(t)s: the lead stays accepted (SAL) until more is known.") % {
+                "t": temperature
+            }
+        else:
+            try:
+                lead.move_to("sql", by=request.user, reason=f"BANT: {lead.qualification}")
+            except StageNotAllowed:
+                return _sales_answer(
+                    request, lead, status=409, bant_error=_("Someone moved this lead meanwhile.")
+                )
+            message = _("Qualified as %(t)s: the lead is now an SQL.") % {"t": temperature}
+    return _sales_answer(request, lead, message=message)

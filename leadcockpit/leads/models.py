@@ -331,6 +331,14 @@ class Lead(models.Model):
     )
     score_is_mql = models.BooleanField(_("score reaches MQL"), default=False)
     scored_at = models.DateTimeField(_("scored"), null=True, blank=True)
+    qualification = models.CharField(
+        _("qualification (BANT)"),
+        max_length=4,
+        choices=Temperature.choices,
+        blank=True,
+        db_default="",  # bulk loads that name their columns leave it empty
+        help_text=_("Cold, warm or hot from the rep's BANT questionnaire."),
+    )
 
     created_at = models.DateTimeField(_("created"), default=timezone.now)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
@@ -370,6 +378,23 @@ class Lead(models.Model):
     def clean_fields(self, exclude=None):
         self.email = normalise_email(self.email)  # before the field validators see it
         super().clean_fields(exclude=exclude)
+
+    def bant_temperature(self):
+        """Cold, warm or hot from the BANT answers: all four positive is hot, two or three warm, else cold."""
+        positive = [
+            self.budget in (Lead.Budget.APPROVED, Lead.Budget.PLANNED),
+            self.authority == Lead.Authority.DECIDES,
+            self.need == Lead.Need.ACUTE,
+            self.timeframe in (Lead.Timeframe.WITHIN_3M, Lead.Timeframe.WITHIN_6M),
+        ]
+        count = sum(positive)
+        return (
+            Lead.Temperature.HOT
+            if count == 4
+            else Lead.Temperature.WARM
+            if count >= 2
+            else Lead.Temperature.COLD
+        )
 
     def move_to(self, to_stage, *, by=None, system="", reason="", at=None):
         """Move this lead to another lifecycle stage, if the lifecycle table allows it for this actor.
