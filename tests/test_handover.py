@@ -363,3 +363,44 @@ def test_marking_notifications_read_touches_only_ones_own(client_for, sla_team, 
     assert client_for(manager).post(url).status_code == 302
     assert not Notification.objects.filter(user=manager, read_at=None).exists()
     assert Notification.objects.filter(user=rep, read_at=None).count() == 1  # the rep's new-lead note stays
+
+
+# --- feedback to marketing ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def rejections(client_for, routed, rep, other_rep):
+    from .factories import CampaignFactory
+
+    campaign = CampaignFactory(name="Trade fair 2026")
+    mine, theirs = (next(h for h in routed if h.rep == r) for r in (rep, other_rep))
+    Lead.objects.filter(pk=mine.lead_id).update(source="trade_fair", campaign=campaign)
+    client_for(rep).post(decide_url(mine, "reject"), {"reason": "no_budget", "note": "<i>frozen</i>"})
+    client_for(other_rep).post(decide_url(theirs, "reject"), {"reason": "duplicate"})
+    return campaign
+
+
+@pytest.mark.django_db
+def test_marketing_sees_rejections_with_reasons_and_filters_them(client_for, marketer, rejections):
+    url = reverse("handover:feedback")
+    response = client_for(marketer).get(url)
+    assert response.status_code == 200
+    assert response.context["total"] == 2
+    assert dict(response.context["by_reason"]) == {"No budget": 1, "Duplicate": 1}
+    assert "&lt;i&gt;frozen&lt;/i&gt;" in response.text
+    assert client_for(marketer).get(url, {"source": "trade_fair"}).context["total"] == 1
+    assert client_for(marketer).get(url, {"campaign": rejections.pk}).context["total"] == 1
+    assert client_for(marketer).get(url, {"reason": "duplicate"}, HTTP_HX_REQUEST="true").status_code == 200
+    # Unknown filter values are ignored with a message, never a 500.
+    bad = client_for(marketer).get(url, {"source": "'; --", "campaign": "x", "reason": "__all__"})
+    assert bad.status_code == 200
+    assert bad.context["total"] == 2
+    assert "not understood" in bad.text
+
+
+@pytest.mark.django_db
+def test_a_manager_sees_the_teams_rejections_and_a_rep_has_no_feedback_page(
+    client_for, manager, rep, rejections
+):
+    assert client_for(manager).get(reverse("handover:feedback")).context["total"] == 2
+    assert client_for(rep).get(reverse("handover:feedback")).status_code == 403

@@ -16,6 +16,8 @@ def navigation(request):
         ("leads", _("Leads"), reverse("leads:list")),
         ("scoring", _("Scoring"), reverse("scoring:overview")),
     ]
+    if role_of(user) in (Role.MARKETING, Role.SALES_MANAGER, Role.ADMIN):
+        items.append(("feedback", _("Sales feedback"), reverse("handover:feedback")))
     if user.is_staff:
         items.append(("admin", _("Admin"), reverse("admin:index")))
     return {"nav_items": items, "user_role": role_of(user)}

@@ -64,3 +64,21 @@ class BantForm(forms.ModelForm):
     class Meta:
         model = Lead
         fields = ["budget", "authority", "need", "timeframe"]
+
+
+class FeedbackFilter(forms.Form):
+    """Which rejected leads marketing looks at: by source, campaign and reason (choices only, never free fields)."""
+
+    source = forms.ChoiceField(label=_("Source"), required=False)
+    campaign = forms.ModelChoiceField(
+        label=_("Campaign"), required=False, queryset=None, empty_label=_("All")
+    )
+    reason = forms.ChoiceField(label=_("Reason"), required=False)
+
+    def __init__(self, *args, **kwargs):
+        from leadcockpit.leads.models import Campaign
+
+        super().__init__(*args, **kwargs)
+        self.fields["source"].choices = [("", _("All")), *Lead.Source.choices]
+        self.fields["reason"].choices = [("", _("All")), *Handover.RejectReason.choices]
+        self.fields["campaign"].queryset = Campaign.objects.order_by("name")

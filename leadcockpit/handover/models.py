@@ -129,8 +129,17 @@ class RoutingRule(models.Model):
 
 class HandoverQuerySet(models.QuerySet):
     def visible_to(self, user):
-        """Handovers of the leads this user may see (reps their own, managers their team's, marketing all)."""
-        return self.filter(lead__in=Lead.objects.visible_to(user).values("pk"))
+        """Handovers of the leads this user may see, plus those made to them (a rep) or to their team (a manager):
+        a rejected lead has no owner any more, yet its handover stays the rep's and the team's record."""
+        from leadcockpit.accounts.roles import Role, role_of
+
+        scope = Q(lead__in=Lead.objects.visible_to(user).values("pk"))
+        role = role_of(user)
+        if role == Role.SALES_REP:
+            scope |= Q(rep=user)
+        elif role == Role.SALES_MANAGER and user.team_id:
+            scope |= Q(team_id=user.team_id)
+        return self.filter(scope)
 
     def open(self):
         return self.filter(status=Handover.Status.OPEN)

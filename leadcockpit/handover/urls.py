@@ -7,6 +7,7 @@ urlpatterns = [
     path("inbox/", views.inbox, name="inbox"),
     path("handovers/<int:pk>/<slug:decision>/", views.decide, name="decide"),
     path("notifications/read/", views.notifications_read, name="notifications_read"),
+    path("feedback/", views.feedback, name="feedback"),
     path("leads/<int:pk>/sales/", views.sales_work, name="sales_work"),
     path("leads/<int:pk>/sales/activities/", views.log_activity, name="log_activity"),
     path("leads/<int:pk>/sales/stage/", views.move_stage, name="move_stage"),

@@ -2,7 +2,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Count, Exists, OuterRef
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -26,7 +26,7 @@ from leadcockpit.leads.views import is_fragment_request
 from leadcockpit.scoring.actions import mark_dirty
 
 from . import actions
-from .forms import ActivityForm, BantForm, RejectForm, StageForm
+from .forms import ActivityForm, BantForm, FeedbackFilter, RejectForm, StageForm
 from .models import Handover
 
 INBOX_LIMIT = 200
@@ -290,3 +290,40 @@ def qualify(request, pk):
                 )
             message = _("Qualified as %(t)s: the lead is now an SQL.") % {"t": temperature}
     return _sales_answer(request, lead, message=message)
+
+
+# --- feedback to marketing --------------------------------------------------------------------------------------
+
+
+@require_GET
+@vary_on_headers("HX-Request")
+@login_required
+@role_required
+def feedback(request):
+    """Leads sales sent back, with the reasons, filterable by source, campaign and reason: what marketing learns."""
+    if role_of(request.user) not in (Role.MARKETING, Role.SALES_MANAGER, Role.ADMIN):
+        raise PermissionDenied
+    rejected = Handover.objects.visible_to(request.user).filter(status=Handover.Status.REJECTED)
+    form = FeedbackFilter(request.GET or None)
+    if form.is_valid():
+        if form.cleaned_data["source"]:
+            rejected = rejected.filter(lead__source=form.cleaned_data["source"])
+        if form.cleaned_data["campaign"]:
+            rejected = rejected.filter(lead__campaign=form.cleaned_data["campaign"])
+        if form.cleaned_data["reason"]:
+            rejected = rejected.filter(reject_reason=form.cleaned_data["reason"])
+    labels = dict(Handover.RejectReason.choices)
+    by_reason = [
+        (labels.get(row["reject_reason"], row["reject_reason"]), row["n"])
+        for row in rejected.values("reject_reason").annotate(n=Count("pk")).order_by("-n", "reject_reason")
+    ]
+    context = {
+        "form": form,
+        "by_reason": by_reason,
+        "total": sum(n for _label, n in by_reason),
+        "rows": rejected.select_related("lead__campaign", "decided_by").order_by("-decided_at", "-pk")[:100],
+    }
+    template = "handover/feedback.html"
+    if is_fragment_request(request):
+        template += "#feedback-results"
+    return render(request, template, context)
