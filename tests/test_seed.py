@@ -161,3 +161,19 @@ def test_benchmark_scoring_prints_every_figure_the_issue_asks_for(tasks_in_proce
         assert last[key] > 0, key
     # The benchmark leaves a consistent state: the last version it activated scored every lead.
     assert Lead.objects.filter(scored_at__isnull=True).count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_benchmark_routing_prints_every_figure_the_issue_asks_for(tasks_in_process):
+    out = io.StringIO()
+    call_command("benchmark", "routing", leads=400, touchpoints=3000, stdout=out)
+    print(out.getvalue())
+    last = json.loads(out.getvalue().strip().splitlines()[-1])
+    assert last["area"] == "routing"
+    assert last["burst"] > 100
+    assert last["handovers"] == last["burst"]
+    assert last["double_assignments"] == 0
+    assert last["team_spread"] <= 2
+    assert last["inbox_p95_ms"] > 0
+    assert last["events_notified"] > 0
+    assert last["event_to_notified_p95_s"] is not None

@@ -89,36 +89,43 @@ def _peak_rss_mb(pid):
     return None
 
 
-def _full_rescore_in_worker(version, out):
-    """Activate `version` and let a real Celery worker run the full rescore; returns (job, seconds, peak RSS)."""
+def _start_worker():
+    """A real Celery worker in its own process (solo pool), or None when tasks run in-process."""
     import subprocess
     import sys
 
     from leadcockpit.celery import app
+
+    if app.conf.task_always_eager:
+        return None
+    worker = subprocess.Popen(  # noqa: S603 - our own worker, fixed arguments
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "--app",
+            "leadcockpit",
+            "worker",
+            "--pool",
+            "solo",
+            "--loglevel",
+            "WARNING",
+            "--without-heartbeat",
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        cwd=settings.BASE_DIR,
+    )
+    time.sleep(3)  # let it connect before work is enqueued
+    return worker
+
+
+def _full_rescore_in_worker(version, out):
+    """Activate `version` and let a real Celery worker run the full rescore; returns (job, seconds, peak RSS)."""
     from leadcockpit.scoring import actions
     from leadcockpit.scoring.models import RescoreJob
 
-    worker = None
-    if not app.conf.task_always_eager:
-        worker = subprocess.Popen(  # noqa: S603 - our own worker, fixed arguments
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "--app",
-                "leadcockpit",
-                "worker",
-                "--pool",
-                "solo",
-                "--loglevel",
-                "WARNING",
-                "--without-heartbeat",
-                "--without-gossip",
-                "--without-mingle",
-            ],
-            cwd=settings.BASE_DIR,
-        )
-        time.sleep(3)  # let it connect before the job is enqueued
+    worker = _start_worker()
     try:
         started = time.perf_counter()
         with transaction.atomic():
@@ -307,4 +314,153 @@ def scoring(*, leads, touchpoints, seed, reset, out, **options):
         "decay_day_written": daily.updated,
         "worker_peak_rss_mb": max(rss or 0, cold_rss or 0),
         "max_lock_hold_s": round(lock_s, 2),
+    }
+
+
+@area(
+    "routing",
+    "Routing a burst of 10k MQLs, the inbox with 500 open handovers, event-to-notification latency.",
+)
+def routing(*, leads, touchpoints, seed, reset, out, **options):
+    import random
+    import statistics
+    import threading
+
+    from django.db.models import Count
+    from django.test import Client
+    from django.utils import timezone
+
+    from leadcockpit.accounts.models import User
+    from leadcockpit.handover import actions
+    from leadcockpit.handover.models import Handover, Notification, RepAvailability, TeamRouting
+    from leadcockpit.leads.models import Touchpoint
+    from leadcockpit.scoring.actions import mark_dirty
+
+    from .seeding import demo_routing
+
+    _ensure_seeded(leads=leads, touchpoints=touchpoints, seed=seed, reset=reset, out=out)
+    demo_routing()  # a dataset seeded before routing existed has none
+    rng = random.Random(seed)
+    reps = list(User.objects.filter(groups__name="sales rep", team__isnull=False))
+    for rep in reps:  # room for the whole burst: capacity is not what this measures
+        RepAvailability.objects.update_or_create(rep=rep, defaults={"capacity": 30_000})
+    TeamRouting.objects.update(strategy=TeamRouting.Strategy.ROUND_ROBIN)
+
+    # A burst of 10k MQLs: marketing leads the scoring has just promoted, routed by two workers at once.
+    burst = min(10_000, Lead.objects.filter(stage_id="mgl").count())
+    ids = list(Lead.objects.filter(stage_id="mgl").order_by("?").values_list("pk", flat=True)[:burst])
+    now = timezone.now()
+    Lead.objects.filter(pk__in=ids).update(stage_id="mql", mql_at=now, stage_changed_at=now)
+    before = set(Handover.objects.values_list("pk", flat=True))
+    # Two routers at once where the database allows it (PostgreSQL, outside a test's transaction).
+    parallel = 2 if connection.vendor == "postgresql" and not connection.in_atomic_block else 1
+    out(f"Routing {burst:,} MQLs with {parallel} concurrent router(s) …")
+
+    def router(part):
+        # What the route_pending task does: batch after batch; locked leads are skipped, so routers share the work.
+        try:
+            actions.route_pending()
+        finally:
+            if parallel > 1:
+                connection.close()
+
+    started = time.perf_counter()
+    if parallel == 1:
+        router(0)
+    else:
+        threads = [threading.Thread(target=router, args=(part,)) for part in range(parallel)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    route_s = time.perf_counter() - started
+    new = Handover.objects.exclude(pk__in=before)
+    doubles = new.values("lead").annotate(n=Count("pk")).filter(n__gt=1).count()
+    per_rep = {}
+    for row in new.filter(rep__isnull=False).values("team", "rep").annotate(n=Count("pk")):
+        per_rep.setdefault(row["team"], []).append(row["n"])
+    spread = max((max(counts) - min(counts) for counts in per_rep.values()), default=0)
+    routed = new.count()
+    out(
+        f"  {route_s:.1f} s ({routed / route_s:,.0f} leads/s), {routed:,} handovers, {doubles} leads assigned twice, "
+        f"largest spread within a team {spread}"
+    )
+
+    # The inbox of a rep with 500 open handovers.
+    rep = User.objects.get(username="rep")
+    mine = list(
+        Handover.objects.filter(rep=rep, status="open").order_by("due_at").values_list("pk", flat=True)
+    )
+    Handover.objects.filter(pk__in=mine[500:]).update(status="accepted", decided_at=now, decided_by=rep)
+    client = Client(HTTP_HOST="localhost")
+    client.force_login(rep)
+    timings = []
+    for index in range(210):
+        started = time.perf_counter()
+        response = client.get("/inbox/")
+        if index >= 10:  # the first requests warm caches
+            timings.append((time.perf_counter() - started) * 1000)
+        assert response.status_code == 200
+    timings.sort()
+    inbox_p95 = timings[int(len(timings) * 0.95) - 1]
+    out(
+        f"Inbox with {min(len(mine), 500)} open handovers: median {statistics.median(timings):.0f} ms, "
+        f"p95 {inbox_p95:.0f} ms over {len(timings)} requests ({Lead.objects.count():,} leads in the database)"
+    )
+
+    # Event -> score -> routed -> notification recorded, with a live worker. The burst's notification mails are
+    # not part of that: they are marked sent and their queued tasks dropped, so the worker starts idle.
+    from leadcockpit.celery import app
+
+    Notification.objects.filter(emailed_at=None).update(emailed_at=timezone.now())
+    if not app.conf.task_always_eager:
+        app.control.purge()
+    latencies = []
+    worker = _start_worker()
+    try:
+        candidates = list(
+            Lead.objects.filter(
+                stage_id__in=["mgl", "nurturing"], band="yellow", score_is_mql=False, fit_score__gte=30
+            )
+            .exclude(pk__in=ids)
+            .order_by("-score")
+            .values_list("pk", flat=True)[:200]
+        )
+        out(f"Event to notification with {'a live worker' if worker else 'tasks in-process'} …")
+        for lead_id in rng.sample(candidates, min(20, len(candidates))):
+            started = time.perf_counter()
+            at = timezone.now()
+            with transaction.atomic():
+                Touchpoint.objects.bulk_create(
+                    Touchpoint(lead_id=lead_id, kind=kind, occurred_at=at, received_at=at)
+                    for kind in ("demo_request", "demo_request", "trial_signup", "webinar_attendance")
+                )
+                mark_dirty(lead_ids=[lead_id])
+            deadline = started + 30
+            while time.perf_counter() < deadline:
+                if Notification.objects.filter(handover__lead_id=lead_id).exists():
+                    latencies.append(time.perf_counter() - started)
+                    break
+                if not worker:
+                    break
+                time.sleep(0.02)
+    finally:
+        if worker is not None:
+            worker.terminate()
+            worker.wait(timeout=30)
+    latencies.sort()
+    event_p95 = latencies[max(0, int(len(latencies) * 0.95) - 1)] if latencies else None
+    out(
+        f"  {len(latencies)} of 20 events reached a rep's notifications; p95 {event_p95 and round(event_p95, 2)} s"
+    )
+    return {
+        "burst": burst,
+        "route_10k_s": round(route_s, 2),
+        "handovers": routed,
+        "double_assignments": doubles,
+        "team_spread": spread,
+        "inbox_open_handovers": min(len(mine), 500),
+        "inbox_p95_ms": round(inbox_p95, 1),
+        "events_notified": len(latencies),
+        "event_to_notified_p95_s": event_p95 and round(event_p95, 2),
     }

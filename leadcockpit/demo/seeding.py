@@ -244,28 +244,9 @@ class DemoSeeder:
 
     def set_up_handover(self):
         """Routing rules for the demo teams, and open handovers for the leads the simulation left handed over."""
-        from leadcockpit.handover.models import Handover, Notification, RoutingRule, TeamRouting
+        from leadcockpit.handover.models import Handover, Notification
 
-        inside, field = (Team.objects.get(name=name) for name, _kind in DEMO_TEAMS)
-        RoutingRule.objects.get_or_create(
-            name="Companies with 1,000+ employees to field sales",
-            defaults={
-                "position": 0,
-                "team": field,
-                "conditions": [
-                    {"field": "employee_count", "operator": "range", "value": {"min": 1000, "max": None}}
-                ],
-            },
-        )
-        RoutingRule.objects.get_or_create(
-            name="Everyone else to inside sales", defaults={"position": 10, "team": inside}
-        )
-        TeamRouting.objects.get_or_create(
-            team=inside, defaults={"strategy": TeamRouting.Strategy.ROUND_ROBIN}
-        )
-        TeamRouting.objects.get_or_create(
-            team=field, defaults={"strategy": TeamRouting.Strategy.LEAST_LOADED}
-        )
+        demo_routing()
         waiting = Lead.objects.filter(stage_id="handed_over", owner__isnull=False).exclude(
             handovers__status="open"
         )
@@ -1031,6 +1012,28 @@ def ensure_reference_data():
     load_reference_data(apps, "channels.json")
     load_reference_data(apps, "lifecycle_stages.json")
     sync_role_groups(apps)
+
+
+def demo_routing():
+    """The demo teams' routing: companies with 1,000+ employees to field sales, everyone else to inside sales."""
+    from leadcockpit.handover.models import RoutingRule, TeamRouting
+
+    inside, field = (Team.objects.get(name=name) for name, _kind in DEMO_TEAMS)
+    RoutingRule.objects.get_or_create(
+        name="Companies with 1,000+ employees to field sales",
+        defaults={
+            "position": 0,
+            "team": field,
+            "conditions": [
+                {"field": "employee_count", "operator": "range", "value": {"min": 1000, "max": None}}
+            ],
+        },
+    )
+    RoutingRule.objects.get_or_create(
+        name="Everyone else to inside sales", defaults={"position": 10, "team": inside}
+    )
+    TeamRouting.objects.get_or_create(team=inside, defaults={"strategy": TeamRouting.Strategy.ROUND_ROBIN})
+    TeamRouting.objects.get_or_create(team=field, defaults={"strategy": TeamRouting.Strategy.LEAST_LOADED})
 
 
 def wipe_demo_data():

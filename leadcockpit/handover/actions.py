@@ -3,7 +3,7 @@
 import logging
 from datetime import timedelta
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -34,11 +34,11 @@ def choose_rule(lead, rules):
 
 
 def available_reps(team, *, today):
-    """The team's active reps who are not away today and have room under their capacity, with their load."""
+    """The team's active reps who are not away today, each with .open_count and .capacity, by id."""
     away = Q(availability__absent_from__lte=today) & (
         Q(availability__absent_until__isnull=True) | Q(availability__absent_until__gte=today)
     )
-    reps = (
+    reps = list(
         User.objects.filter(team=team, is_active=True, groups__name=Role.SALES_REP.value)
         .exclude(away)
         .annotate(
@@ -46,14 +46,17 @@ def available_reps(team, *, today):
         )
         .order_by("pk")
     )
-    capacity = dict(RepAvailability.objects.filter(rep__team=team).values_list("rep_id", "capacity"))
+    capacity = dict(RepAvailability.objects.filter(rep__in=reps).values_list("rep_id", "capacity"))
     default = RepAvailability._meta.get_field("capacity").default
-    return [rep for rep in reps if rep.open_count < capacity.get(rep.pk, default)]
+    for rep in reps:
+        rep.capacity = capacity.get(rep.pk, default)
+    return reps
 
 
 def pick_rep(routing, reps):
-    """Round robin: the next rep by id after the last one assigned. Least loaded: the fewest open handovers,
-    ties broken the round-robin way so equal reps take turns."""
+    """Among reps with room under their capacity: round robin takes the next by id after the last one assigned;
+    least loaded the fewest open handovers, ties broken the round-robin way so equal reps take turns."""
+    reps = [rep for rep in reps if rep.open_count < rep.capacity]
     if not reps:
         return None
     after = [rep for rep in reps if routing.last_rep_id is None or rep.pk > routing.last_rep_id]
@@ -64,34 +67,80 @@ def pick_rep(routing, reps):
     return in_turn[0]
 
 
-@transaction.atomic
 def route_lead(*, lead_id, now=None):
-    """Hand an MQL to the team of the first matching rule and a rep there; None if it needs no routing.
+    """Hand one MQL to a team and rep (see route_batch); the handover, or None if it needs no routing."""
+    handovers = route_batch(lead_ids=[lead_id], now=now)
+    return handovers[0] if handovers else None
 
-    Idempotent and safe under concurrency: the lead row is locked, a lead with an open handover is left alone
-    (and a unique constraint backs that up), and the team's routing row is locked while a rep is picked, so
-    two leads routed at once cannot both take a rep's last free place or the same round-robin turn.
+
+@transaction.atomic
+def route_batch(*, lead_ids=None, limit=500, now=None):
+    """Hand MQLs without an open handover to the team of the first matching rule and a rep there, in one go.
+
+    Safe under concurrency and idempotent: the leads are locked (ones another router holds are skipped) and a
+    lead with an open handover is left alone (a unique constraint backs that up); each team's routing row is
+    locked, in team order, while its reps are picked from their current loads, so two routers cannot both take
+    a rep's last free place or the same round-robin turn. Set-based: one insert each for handovers, stage
+    changes and notifications, one update per rep for owners.
     """
     now = now or timezone.now()
-    lead = Lead.objects.select_for_update(of=("self",)).select_related("company").filter(pk=lead_id).first()
-    if lead is None or lead.stage_id != "mql" or lead.handovers.filter(status=Handover.Status.OPEN).exists():
-        return None
-    rule = choose_rule(lead, list(RoutingRule.objects.filter(active=True).select_related("team")))
-    team = rule.team if rule else None
-    rep, due_at = None, now + DEFAULT_SLA
-    if team is not None:
-        routing = _locked_routing(team)
-        due_at = routing.deadline(now)
-        rep = _next_rep(routing, today=timezone.localdate(now))
-    handover = Handover.objects.create(
-        lead=lead, team=team, rep=rep, rule=rule, created_at=now, due_at=due_at
+    leads = (
+        Lead.objects.select_for_update(skip_locked=True, of=("self",))
+        .select_related("company")
+        .filter(stage_id="mql")
+        .exclude(handovers__status=Handover.Status.OPEN)
+        .order_by("mql_at", "pk")
     )
-    Lead.objects.filter(pk=lead.pk).update(owner=rep)
-    where = rep or team or _("the fallback queue")
-    lead.move_to("handed_over", system="routing", reason=_("routed to %(where)s") % {"where": where}, at=now)
-    if rep is not None:
-        notify(user=rep, kind=Notification.Kind.NEW_LEAD, handover=handover, now=now)
-    return handover
+    if lead_ids is not None:
+        leads = leads.filter(pk__in=lead_ids)
+    leads = list(leads[:limit])
+    if not leads:
+        return []
+    rules = list(RoutingRule.objects.filter(active=True).select_related("team"))
+    by_team = {}
+    for lead in leads:
+        rule = choose_rule(lead, rules)
+        by_team.setdefault(rule.team if rule else None, []).append((lead, rule))
+    today = timezone.localdate(now)
+    handovers = []
+    for team in sorted(by_team, key=lambda t: (t is not None, t.pk if t else 0)):
+        if team is None:
+            handovers += [
+                Handover(lead=lead, rule=rule, created_at=now, due_at=now + DEFAULT_SLA)
+                for lead, rule in by_team[team]
+            ]
+            continue
+        routing = _locked_routing(team)
+        reps, due_at = available_reps(team, today=today), routing.deadline(now)
+        for lead, rule in by_team[team]:
+            rep = pick_rep(routing, reps)
+            if rep is not None:
+                rep.open_count += 1
+                routing.last_rep = rep
+            handovers.append(
+                Handover(lead=lead, team=team, rep=rep, rule=rule, created_at=now, due_at=due_at)
+            )
+        routing.save(update_fields=["last_rep"])
+    Handover.objects.bulk_create(handovers)
+    owners = {}
+    for handover in handovers:
+        owners.setdefault(handover.rep_id, []).append(handover.lead_id)
+    for rep_id, ids in owners.items():
+        Lead.objects.filter(pk__in=ids).update(owner_id=rep_id)
+    for team, items in by_team.items():
+        where = team or _("the fallback queue")
+        Lead.objects.filter(pk__in=[lead.pk for lead, _rule in items]).move_to(
+            "handed_over", system="routing", reason=_("routed to %(where)s") % {"where": where}, at=now
+        )
+    notifications = [
+        Notification(user_id=h.rep_id, kind=Notification.Kind.NEW_LEAD, handover=h, created_at=now)
+        for h in handovers
+        if h.rep_id is not None
+    ]
+    if notifications:
+        Notification.objects.bulk_create(notifications, ignore_conflicts=True)
+        transaction.on_commit(_enqueue_mail)
+    return handovers
 
 
 def _locked_routing(team):
@@ -108,20 +157,11 @@ def _next_rep(routing, *, today, exclude=()):
     return rep
 
 
-def route_pending(*, limit=1000, now=None):
-    """Route MQLs that have no open handover yet (the sweep behind lost messages). Returns how many."""
-    ids = list(
-        Lead.objects.filter(stage_id="mql")
-        .exclude(handovers__status=Handover.Status.OPEN)
-        .order_by("mql_at", "pk")
-        .values_list("pk", flat=True)[:limit]
-    )
+def route_pending(*, batch=500, now=None):
+    """Route every MQL that has no open handover yet, batch by batch (also the sweep behind lost messages)."""
     routed = 0
-    for lead_id in ids:
-        try:
-            routed += route_lead(lead_id=lead_id, now=now) is not None
-        except IntegrityError:  # a concurrent router won this lead
-            log.info("lead %s was routed concurrently", lead_id)
+    while handovers := route_batch(limit=batch, now=now):
+        routed += len(handovers)
     return routed
 
 

@@ -253,6 +253,10 @@ class Notification(models.Model):
         verbose_name_plural = _("notifications")
         indexes = [
             models.Index(fields=["user", "created_at"], name="notification_user_idx"),
+            # The inbox lists a user's newest unread ones.
+            models.Index(
+                fields=["user", "-created_at"], name="notification_unread_idx", condition=Q(read_at=None)
+            ),
             models.Index(fields=["created_at"], name="notification_unsent_idx", condition=Q(emailed_at=None)),
         ]
         constraints = [

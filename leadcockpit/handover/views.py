@@ -1,3 +1,5 @@
+from datetime import datetime
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -23,13 +25,15 @@ from leadcockpit.leads.models import (
     actor_sides,
 )
 from leadcockpit.leads.views import is_fragment_request
+from leadcockpit.lib.keyset import Sort, paginate
 from leadcockpit.scoring.actions import mark_dirty
 
 from . import actions
 from .forms import ActivityForm, BantForm, FeedbackFilter, RejectForm, StageForm
 from .models import Handover
 
-INBOX_LIMIT = 200
+INBOX_PAGE = 25  # the most urgent first; more on the next pages
+INBOX_SORT = Sort("due_at", False, datetime)
 
 
 def get_handover_for_user(request, pk):
@@ -46,9 +50,16 @@ def inbox_context(request, **extra):
     elif role_of(request.user) == Role.SALES_MANAGER:
         open_handovers = open_handovers.filter(team_id=request.user.team_id)
     now = timezone.now()
-    rows = list(open_handovers.select_related("lead__company", "rep").order_by("due_at", "pk")[:INBOX_LIMIT])
+    page = paginate(
+        open_handovers.select_related("lead__company", "rep"),
+        INBOX_SORT,
+        after=request.GET.get("after"),
+        before=request.GET.get("before"),
+        size=INBOX_PAGE,
+    )
     return {
-        "handovers": rows,
+        "handovers": page.items,
+        "page": page,
         "open_count": open_handovers.count(),
         "overdue_count": open_handovers.filter(due_at__lt=now).count(),
         "now": now,

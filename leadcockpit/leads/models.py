@@ -168,6 +168,52 @@ def actor_sides(user):
 
 
 class LeadQuerySet(models.QuerySet):
+    def move_to(self, to_stage, *, by=None, system="", reason="", at=None, expected_from=None):
+        """Move these leads to a lifecycle stage through the lifecycle table, set-based; the StageChanges made.
+
+        Every stage they are in must allow the move for this actor (else StageNotAllowed, nothing moved). Each
+        row is updated only if it is still in the stage it was read in; callers that need all-or-nothing lock
+        the rows first (select_for_update) or run in a transaction and check the count.
+        """
+        from . import lifecycle
+
+        stages = {stage.code: stage for stage in LifecycleStage.objects.all()}
+        sides = [lifecycle.SYSTEM] if system else actor_sides(by)
+        from_stages = (
+            {expected_from} if expected_from else set(self.order_by().values_list("stage_id", flat=True))
+        )
+        for from_stage in from_stages:
+            moves = [lifecycle.check(from_stage, to_stage, side, stages) for side in sides]
+            move = next(
+                (m for m in moves if m.allowed), moves[0] if moves else lifecycle.Move(False, why="nobody")
+            )
+            if not move.allowed:
+                raise StageNotAllowed(from_stage, to_stage, move.why)
+            if move.backward and not reason.strip():
+                raise StageNotAllowed(from_stage, to_stage, "a backward move needs a reason")
+        at = at or timezone.now()
+        changes = []
+        for from_stage in from_stages:
+            ids = list(self.filter(stage_id=from_stage).order_by("pk").values_list("pk", flat=True))
+            fields = {"stage_id": to_stage, "stage_changed_at": at, "updated_at": at}
+            if to_stage in lifecycle.MILESTONES:
+                fields[lifecycle.MILESTONES[to_stage]] = at
+            if not ids or not Lead.objects.filter(pk__in=ids, stage_id=from_stage).update(**fields):
+                continue
+            changes += [
+                StageChange(
+                    lead_id=pk,
+                    from_stage_id=from_stage,
+                    to_stage_id=to_stage,
+                    actor=None if system else by,
+                    system_actor=system,
+                    reason=reason[:500],
+                    at=at,
+                )
+                for pk in ids
+            ]
+        return StageChange.objects.bulk_create(changes)
+
     def visible_to(self, user):
         """The leads this user may see: admin and marketing all, a manager their team's, a rep their own."""
         role = role_of(user)
@@ -403,37 +449,17 @@ class Lead(models.Model):
         stage changes only if it is still the one this instance holds, so of two concurrent moves exactly one
         wins and the other raises StageConflict. Records a StageChange; a backward move needs a reason.
         """
+        changes = Lead.objects.filter(pk=self.pk, stage_id=self.stage_id).move_to(
+            to_stage, by=by, system=system, reason=reason, at=at, expected_from=self.stage_id
+        )
+        if not changes:
+            raise StageConflict(self.stage_id, to_stage, "the lead has moved on meanwhile")
         from . import lifecycle
 
-        stages = {stage.code: stage for stage in LifecycleStage.objects.all()}
-        who_options = [lifecycle.SYSTEM] if system else actor_sides(by)
-        move = lifecycle.Move(False, why="nobody to make it")
-        for who in who_options:
-            move = lifecycle.check(self.stage_id, to_stage, who, stages)
-            if move.allowed:
-                break
-        if not move.allowed:
-            raise StageNotAllowed(self.stage_id, to_stage, move.why)
-        if move.backward and not reason.strip():
-            raise StageNotAllowed(self.stage_id, to_stage, "a backward move needs a reason")
-        at = at or timezone.now()
-        changes = {"stage_id": to_stage, "stage_changed_at": at, "updated_at": at}
+        self.stage_id, self.stage_changed_at = to_stage, changes[0].at
         if to_stage in lifecycle.MILESTONES:
-            changes[lifecycle.MILESTONES[to_stage]] = at
-        from_stage = self.stage_id
-        if not Lead.objects.filter(pk=self.pk, stage_id=from_stage).update(**changes):
-            raise StageConflict(from_stage, to_stage, "the lead has moved on meanwhile")
-        for field, value in changes.items():
-            setattr(self, field, value)
-        return StageChange.objects.create(
-            lead=self,
-            from_stage_id=from_stage,
-            to_stage_id=to_stage,
-            actor=by if not system else None,
-            system_actor=system,
-            reason=reason[:500],
-            at=at,
-        )
+            setattr(self, lifecycle.MILESTONES[to_stage], changes[0].at)
+        return changes[0]
 
     def timeline(self, *, before=None, limit=50):
         """Touchpoints, sales activities and stage changes of this lead merged newest first.
