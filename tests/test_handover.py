@@ -404,3 +404,45 @@ def test_a_manager_sees_the_teams_rejections_and_a_rep_has_no_feedback_page(
 ):
     assert client_for(manager).get(reverse("handover:feedback")).context["total"] == 2
     assert client_for(rep).get(reverse("handover:feedback")).status_code == 403
+
+
+@pytest.mark.redis
+@pytest.mark.django_db(transaction=True)
+def test_a_real_worker_routes_a_freshly_scored_mql_and_notifies_the_rep():
+    import time as clock
+
+    from celery.contrib.testing.worker import start_worker
+
+    from leadcockpit.celery import app
+    from leadcockpit.demo.seeding import ensure_reference_data
+    from leadcockpit.scoring.actions import mark_dirty
+    from leadcockpit.scoring.defaults import create_default_model
+
+    from .factories import TeamFactory, TouchpointFactory
+
+    ensure_reference_data()  # transactional tests start from a flushed database
+    team = TeamFactory(name="Inside Sales")
+    rep = UserFactory(role="sales rep", team=team)
+    RoutingRule.objects.create(name="Everyone", team=team)
+    create_default_model(
+        marketing_user=UserFactory(role="marketing"), sales_user=UserFactory(role="sales manager")
+    )
+    lead = LeadFactory(
+        stage_id="mgl",
+        contact_role="decision_maker",
+        budget="approved",
+        authority="decides",
+        company=CompanyFactory(industry="manufacturing", employee_count=300),
+    )
+    TouchpointFactory.create_batch(2, lead=lead, kind="demo_request", occurred_at=timezone.now())
+    TouchpointFactory(lead=lead, kind="trial_signup", occurred_at=timezone.now())
+    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
+        mark_dirty(lead_ids=[lead.pk])  # autocommit: enqueued at once, through Redis
+        deadline = clock.monotonic() + 20
+        while clock.monotonic() < deadline and not Notification.objects.filter(user=rep).exists():
+            clock.sleep(0.1)
+    lead.refresh_from_db()
+    assert (lead.stage_id, lead.owner) == ("handed_over", rep)
+    trail = list(lead.stage_changes.order_by("at", "pk").values_list("to_stage", "system_actor"))
+    assert trail[-2:] == [("mql", "scoring"), ("handed_over", "routing")]
+    assert Notification.objects.get(user=rep).handover.lead == lead
