@@ -69,3 +69,33 @@ def test_the_inbox_works_with_javascript_off(browser, demo):
     expect(page.locator(".messages")).to_contain_text("accepted")
     assert Handover.objects.get(pk=handover.pk).status == "accepted"
     context.close()
+
+
+def test_the_manager_sees_the_escalation_and_marketing_the_rejection(page, demo):
+    from django.utils import timezone
+
+    from leadcockpit.handover import actions
+
+    first, second = Handover.objects.filter(status="open", rep__username__startswith="rep").order_by("pk")[:2]
+    Handover.objects.filter(pk=first.pk).update(due_at=timezone.now() - timezone.timedelta(hours=2))
+    assert actions.sla_tick()["escalated"] >= 1
+    actions.reject(
+        handover=second, by=second.rep, reason="wrong_timing", note="Budget cycle starts in spring"
+    )
+
+    manager = User.objects.get(groups__name="sales manager", team=first.team)
+    log_in(page, demo.url, manager.username)
+    page.goto(f"{demo.url}/inbox/")
+    escalation = page.locator(".notification--escalation").first
+    expect(escalation).to_contain_text("Escalation")
+    expect(escalation).to_contain_text(first.lead.full_name)
+    page.get_by_role("button", name="Log out").click()
+
+    log_in(page, demo.url, "marketing")
+    page.get_by_role("link", name="Sales feedback").click()
+    row = page.locator("#feedback-results tbody tr", has_text=second.lead.full_name)
+    expect(row).to_contain_text("Wrong timing")
+    expect(row).to_contain_text("Budget cycle starts in spring")
+    page.get_by_label("Reason").select_option("no_budget")  # htmx swaps the results
+    expect(page).to_have_url(re.compile(r"reason=no_budget"))
+    expect(page.locator("#feedback-results")).not_to_contain_text(second.lead.full_name)
