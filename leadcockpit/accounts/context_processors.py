@@ -18,6 +18,8 @@ def navigation(request):
     ]
     if role_of(user) in (Role.MARKETING, Role.SALES_MANAGER, Role.ADMIN):
         items.append(("feedback", _("Sales feedback"), reverse("handover:feedback")))
+    if role_of(user) in (Role.SALES_MANAGER, Role.ADMIN):
+        items.append(("routing", _("Routing"), reverse("handover:routing")))
     if user.is_staff:
         items.append(("admin", _("Admin"), reverse("admin:index")))
     return {"nav_items": items, "user_role": role_of(user)}

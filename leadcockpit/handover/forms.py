@@ -6,7 +6,7 @@ from django.utils.translation import gettext_lazy as _
 
 from leadcockpit.leads.models import Lead, SalesActivity
 
-from .models import Handover
+from .models import GRADES, Handover, RepAvailability, RoutingRule, TeamRouting
 
 
 class RejectForm(forms.Form):
@@ -82,3 +82,103 @@ class FeedbackFilter(forms.Form):
         self.fields["source"].choices = [("", _("All")), *Lead.Source.choices]
         self.fields["reason"].choices = [("", _("All")), *Handover.RejectReason.choices]
         self.fields["campaign"].queryset = Campaign.objects.order_by("name")
+
+
+class TeamRoutingForm(forms.ModelForm):
+    """How a team takes leads: strategy and the clock."""
+
+    class Meta:
+        model = TeamRouting
+        fields = ["strategy", "sla_hours", "business_hours", "remind_before_hours", "reassign_on_breach"]
+
+    def clean_sla_hours(self):
+        hours = self.cleaned_data["sla_hours"]
+        if not 1 <= hours <= 24 * 30:
+            raise forms.ValidationError(_("Between 1 hour and 30 days."))
+        return hours
+
+
+class RepAvailabilityForm(forms.ModelForm):
+    """A rep's capacity and absence."""
+
+    class Meta:
+        model = RepAvailability
+        fields = ["capacity", "absent_from", "absent_until"]
+        widgets = {
+            "absent_from": forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
+            "absent_until": forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
+        }
+
+
+class ConditionForm(forms.Form):
+    """One condition of a routing rule, in words: a field, an operator and a value (lists comma-separated,
+    ranges as 'from-to'). Everything passes the same allowlist as scoring criteria."""
+
+    field = forms.ChoiceField(label=_("Field"), required=False)
+    operator = forms.ChoiceField(label=_("Operator"), required=False)
+    value = forms.CharField(label=_("Value"), required=False, max_length=500)
+
+    def __init__(self, *args, **kwargs):
+        from leadcockpit.scoring.fields import FIT_FIELDS, OPERATOR_LABELS
+
+        super().__init__(*args, **kwargs)
+        self.fields["field"].choices = [("", "—"), *((key, spec.label) for key, spec in FIT_FIELDS.items())]
+        self.fields["operator"].choices = [("", "—"), *OPERATOR_LABELS.items()]
+
+    def clean(self):
+        from leadcockpit.scoring.fields import DOMAIN_IN, IN_LIST, RANGE, clean_condition
+
+        data = super().clean()
+        field, operator, raw = data.get("field"), data.get("operator"), (data.get("value") or "").strip()
+        if not field and not operator:
+            data["condition"] = None
+            return data
+        if operator in (IN_LIST, DOMAIN_IN):
+            value = [item.strip() for item in raw.split(",") if item.strip()]
+        elif operator == RANGE:
+            low, _sep, high = raw.partition("-")
+            value = {"min": low.strip() or None, "max": high.strip() or None}
+        else:
+            value = raw
+        try:
+            field, operator, value = clean_condition(field, operator, value)
+        except forms.ValidationError as exc:
+            raise forms.ValidationError(exc.messages) from None
+        data["condition"] = {"field": field, "operator": operator, "value": value}
+        return data
+
+    @staticmethod
+    def initial_for(condition):
+        value = condition["value"]
+        if isinstance(value, list):
+            value = ", ".join(value)
+        elif isinstance(value, dict):
+            low, high = ("" if value[end] is None else format(value[end], "g") for end in ("min", "max"))
+            value = f"{low}-{high}"
+        elif value is None:
+            value = ""
+        return {"field": condition["field"], "operator": condition["operator"], "value": value}
+
+
+ConditionFormSet = forms.formset_factory(
+    ConditionForm, extra=2, max_num=10, absolute_max=10, validate_max=True
+)
+
+
+class RoutingRuleForm(forms.ModelForm):
+    """A rule's name, order, team, grades and whether it is on; its conditions come from ConditionFormSet."""
+
+    grades = forms.MultipleChoiceField(
+        label=_("Grades"),
+        required=False,
+        choices=[(g, g) for g in GRADES],
+        widget=forms.CheckboxSelectMultiple,
+    )
+
+    class Meta:
+        model = RoutingRule
+        fields = ["name", "position", "team", "grades", "active"]
+
+    def __init__(self, *args, teams, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["team"].queryset = teams

@@ -13,6 +13,7 @@ from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import trigger_client_event
 
 from leadcockpit.accounts.decorators import role_required
+from leadcockpit.accounts.models import Team, User
 from leadcockpit.accounts.roles import Role, role_of
 from leadcockpit.leads import lifecycle
 from leadcockpit.leads.access import get_lead_for_user
@@ -29,8 +30,19 @@ from leadcockpit.lib.keyset import Sort, paginate
 from leadcockpit.scoring.actions import mark_dirty
 
 from . import actions
-from .forms import ActivityForm, BantForm, FeedbackFilter, RejectForm, StageForm
-from .models import Handover
+from .forms import (
+    ActivityForm,
+    BantForm,
+    ConditionForm,
+    ConditionFormSet,
+    FeedbackFilter,
+    RejectForm,
+    RepAvailabilityForm,
+    RoutingRuleForm,
+    StageForm,
+    TeamRoutingForm,
+)
+from .models import Handover, RepAvailability, RoutingRule, TeamRouting
 
 INBOX_PAGE = 25  # the most urgent first; more on the next pages
 INBOX_SORT = Sort("due_at", False, datetime)
@@ -338,3 +350,119 @@ def feedback(request):
     if is_fragment_request(request):
         template += "#feedback-results"
     return render(request, template, context)
+
+
+# --- routing set-up by managers -----------------------------------------------------------------------------------
+
+
+def _managed_teams(user):
+    """The teams a user sets routing up for: a manager their own, an admin every team."""
+    role = role_of(user)
+    if role == Role.ADMIN:
+        return Team.objects.order_by("name")
+    if role == Role.SALES_MANAGER and user.team_id:
+        return Team.objects.filter(pk=user.team_id)
+    raise PermissionDenied
+
+
+def _routing_context(request, **extra):
+    teams = list(_managed_teams(request.user))
+    settings_by_team = {r.team_id: r for r in TeamRouting.objects.filter(team__in=teams)}
+    reps = (
+        User.objects.filter(team__in=teams, groups__name=Role.SALES_REP.value, is_active=True)
+        .select_related("availability")
+        .order_by("team__name", "last_name", "pk")
+    )
+    context = {
+        "teams": [
+            (
+                team,
+                extra.pop(f"team_form_{team.pk}", None)
+                or TeamRoutingForm(instance=settings_by_team.get(team.pk) or TeamRouting(team=team)),
+            )
+            for team in teams
+        ],
+        "reps": [
+            (
+                rep,
+                extra.pop(f"rep_form_{rep.pk}", None)
+                or RepAvailabilityForm(
+                    instance=getattr(rep, "availability", None) or RepAvailability(rep=rep)
+                ),
+            )
+            for rep in reps
+        ],
+        "rules": RoutingRule.objects.filter(team__in=teams).select_related("team").order_by("position", "pk"),
+    }
+    context.update(extra)
+    return context
+
+
+@require_GET
+@login_required
+@role_required
+def routing(request):
+    """Where managers set up how leads reach their team: rules, strategy and clock, reps' capacity and absence."""
+    return render(request, "handover/routing.html", _routing_context(request))
+
+
+@require_POST
+@login_required
+@role_required
+def team_settings(request, team_id):
+    team = get_object_or_404(_managed_teams(request.user), pk=team_id)
+    instance = TeamRouting.objects.filter(team=team).first() or TeamRouting(team=team)
+    form = TeamRoutingForm(request.POST, instance=instance)
+    if not form.is_valid():
+        context = _routing_context(request, **{f"team_form_{team.pk}": form})
+        return render(request, "handover/routing.html", context, status=422)
+    form.save()
+    messages.success(request, _("Routing of %(team)s saved.") % {"team": team})
+    return redirect("handover:routing")
+
+
+@require_POST
+@login_required
+@role_required
+def rep_availability(request, rep_id):
+    teams = _managed_teams(request.user)
+    rep = get_object_or_404(User.objects.filter(team__in=teams, groups__name=Role.SALES_REP.value), pk=rep_id)
+    instance = RepAvailability.objects.filter(rep=rep).first() or RepAvailability(rep=rep)
+    form = RepAvailabilityForm(request.POST, instance=instance)
+    if not form.is_valid():
+        context = _routing_context(request, **{f"rep_form_{rep.pk}": form})
+        return render(request, "handover/routing.html", context, status=422)
+    form.save()
+    messages.success(request, _("Availability of %(rep)s saved.") % {"rep": rep})
+    return redirect("handover:routing")
+
+
+@login_required
+@role_required
+def rule_edit(request, pk=None):
+    """Create or change a routing rule; conditions are rows of field, operator and value (the allowlist)."""
+    teams = _managed_teams(request.user)
+    rule = get_object_or_404(RoutingRule.objects.filter(team__in=teams), pk=pk) if pk else None
+    if request.method == "POST":
+        form = RoutingRuleForm(request.POST, instance=rule, teams=teams)
+        conditions = ConditionFormSet(request.POST, prefix="conditions")
+        if form.is_valid() and conditions.is_valid():
+            rule = form.save(commit=False)
+            rule.conditions = [
+                c.cleaned_data["condition"] for c in conditions if c.cleaned_data.get("condition")
+            ]
+            rule.save()
+            messages.success(request, _("Rule %(rule)s saved.") % {"rule": rule})
+            return redirect("handover:routing")
+        status = 422
+    else:
+        form = RoutingRuleForm(instance=rule, teams=teams)
+        initial = [ConditionForm.initial_for(c) for c in (rule.conditions if rule else [])]
+        conditions = ConditionFormSet(prefix="conditions", initial=initial)
+        status = 200
+    return render(
+        request,
+        "handover/rule_form.html",
+        {"form": form, "conditions": conditions, "rule": rule},
+        status=status,
+    )
