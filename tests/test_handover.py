@@ -446,3 +446,21 @@ def test_a_real_worker_routes_a_freshly_scored_mql_and_notifies_the_rep():
     trail = list(lead.stage_changes.order_by("at", "pk").values_list("to_stage", "system_actor"))
     assert trail[-2:] == [("mql", "scoring"), ("handed_over", "routing")]
     assert Notification.objects.get(user=rep).handover.lead == lead
+
+
+@pytest.mark.django_db
+def test_a_rule_can_route_by_product_interest(rules, field_team, rep, field_rep):
+    from .factories import TouchpointFactory
+
+    RoutingRule.objects.filter(name="DACH to inside sales").update(position=5)
+    RoutingRule.objects.create(
+        position=2,
+        name="Scoring product to field sales",
+        team=field_team,
+        product_interest="/product/SCORING",
+    )
+    curious, other = mql(), mql()
+    TouchpointFactory(lead=curious, kind="page_view", url="https://www.solvaro.example/product/scoring?x=1")
+    TouchpointFactory(lead=other, kind="page_view", url="https://www.solvaro.example/pricing")
+    assert actions.route_lead(lead_id=curious.pk, now=NOW).rep == field_rep
+    assert actions.route_lead(lead_id=other.pk, now=NOW).rep == rep  # the DACH rule

@@ -10,7 +10,7 @@ from django.utils.translation import gettext as _
 
 from leadcockpit.accounts.models import User
 from leadcockpit.accounts.roles import Role, role_of
-from leadcockpit.leads.models import Lead, StageNotAllowed
+from leadcockpit.leads.models import Lead, StageNotAllowed, Touchpoint
 from leadcockpit.scoring.evaluator import rule_holds
 
 from .models import Handover, Notification, RepAvailability, RoutingRule, TeamRouting
@@ -23,14 +23,30 @@ class HandoverConflict(Exception):
     """Someone else decided this handover first, or the lead moved on; the message says what happened."""
 
 
-def choose_rule(lead, rules):
-    """The first active rule whose conditions and grades match the lead, or None (the fallback queue)."""
+def choose_rule(lead, rules, interested=None):
+    """The first active rule whose conditions, grades and product interest match the lead, or None (the
+    fallback queue). interested: {rule id: ids of leads that visited the rule's product pages}."""
     for rule in rules:
         if rule.grades and lead.grade not in rule.grades:
+            continue
+        if rule.product_interest and lead.pk not in (interested or {}).get(rule.pk, ()):
             continue
         if rule_holds(lead, rule.conditions):
             return rule
     return None
+
+
+def product_interest(rules, lead_ids):
+    """For each rule with a product interest, which of these leads visited a page whose URL contains it."""
+    return {
+        rule.pk: set(
+            Touchpoint.objects.filter(lead_id__in=lead_ids, url__icontains=rule.product_interest)
+            .values_list("lead_id", flat=True)
+            .distinct()
+        )
+        for rule in rules
+        if rule.product_interest
+    }
 
 
 def available_reps(team, *, today):
@@ -97,9 +113,10 @@ def route_batch(*, lead_ids=None, limit=500, now=None):
     if not leads:
         return []
     rules = list(RoutingRule.objects.filter(active=True).select_related("team"))
+    interested = product_interest(rules, [lead.pk for lead in leads])
     by_team = {}
     for lead in leads:
-        rule = choose_rule(lead, rules)
+        rule = choose_rule(lead, rules, interested)
         by_team.setdefault(rule.team if rule else None, []).append((lead, rule))
     today = timezone.localdate(now)
     handovers = []

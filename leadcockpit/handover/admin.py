@@ -7,7 +7,7 @@ from .models import Handover, Notification, RepAvailability, RoutingRule, TeamRo
 class RoutingRuleAdmin(admin.ModelAdmin):
     list_display = ["name", "position", "team", "active"]
     list_editable = ["position", "active"]
-    fields = ["name", "position", "team", "conditions", "grades", "active"]
+    fields = ["name", "position", "team", "conditions", "grades", "product_interest", "active"]
 
 
 @admin.register(TeamRouting)

@@ -177,7 +177,7 @@ class RoutingRuleForm(forms.ModelForm):
 
     class Meta:
         model = RoutingRule
-        fields = ["name", "position", "team", "grades", "active"]
+        fields = ["name", "position", "team", "grades", "product_interest", "active"]
 
     def __init__(self, *args, teams, **kwargs):
         super().__init__(*args, **kwargs)

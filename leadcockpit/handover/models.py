@@ -108,6 +108,14 @@ class RoutingRule(models.Model):
         help_text=_("Lead and company conditions, all required (the same fields as scoring criteria)."),
     )
     grades = models.JSONField(_("grades"), default=list, blank=True, help_text=_("Empty: any grade."))
+    product_interest = models.CharField(
+        _("product interest"),
+        max_length=200,
+        blank=True,
+        help_text=_(
+            "The lead visited a page whose address contains this, e.g. /product/scoring. Empty: any."
+        ),
+    )
     team = models.ForeignKey(
         Team, verbose_name=_("team"), on_delete=models.PROTECT, related_name="routing_rules"
     )
