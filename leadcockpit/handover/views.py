@@ -413,12 +413,9 @@ def team_settings(request, team_id):
     team = get_object_or_404(_managed_teams(request.user), pk=team_id)
     instance = TeamRouting.objects.filter(team=team).first() or TeamRouting(team=team)
     form = TeamRoutingForm(request.POST, instance=instance)
-    if not form.is_valid():
-        context = _routing_context(request, **{f"team_form_{team.pk}": form})
-        return render(request, "handover/routing.html", context, status=422)
-    form.save()
-    messages.success(request, _("Routing of %(team)s saved.") % {"team": team})
-    return redirect("handover:routing")
+    return _save_setting(
+        request, form, f"team_form_{team.pk}", _("Routing of %(team)s saved.") % {"team": team}
+    )
 
 
 @require_POST
@@ -429,11 +426,17 @@ def rep_availability(request, rep_id):
     rep = get_object_or_404(User.objects.filter(team__in=teams, groups__name=Role.SALES_REP.value), pk=rep_id)
     instance = RepAvailability.objects.filter(rep=rep).first() or RepAvailability(rep=rep)
     form = RepAvailabilityForm(request.POST, instance=instance)
+    return _save_setting(
+        request, form, f"rep_form_{rep.pk}", _("Availability of %(rep)s saved.") % {"rep": rep}
+    )
+
+
+def _save_setting(request, form, key, done):
+    """Save a routing settings form, or show the page again with that form's errors in its place."""
     if not form.is_valid():
-        context = _routing_context(request, **{f"rep_form_{rep.pk}": form})
-        return render(request, "handover/routing.html", context, status=422)
+        return render(request, "handover/routing.html", _routing_context(request, **{key: form}), status=422)
     form.save()
-    messages.success(request, _("Availability of %(rep)s saved.") % {"rep": rep})
+    messages.success(request, done)
     return redirect("handover:routing")
 
 
