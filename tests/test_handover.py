@@ -271,6 +271,9 @@ def test_a_lead_that_becomes_an_mql_is_routed_by_the_rescoring_task(rules, rep, 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_twenty_threads_accepting_the_same_hundred_leads_accept_each_once(rules, inside_team):
+    from leadcockpit.demo.seeding import ensure_reference_data
+
+    ensure_reference_data()  # transactional tests start from a flushed database
     reps = [UserFactory(role="sales rep", team=inside_team) for _ in range(4)]
     handovers = [actions.route_lead(lead_id=mql().pk) for _ in range(100)]
     outcomes, errors = [], []
