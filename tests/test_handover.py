@@ -467,3 +467,64 @@ def test_a_rule_can_route_by_product_interest(rules, field_team, rep, field_rep)
     TouchpointFactory(lead=other, kind="page_view", url="https://www.solvaro.example/pricing")
     assert actions.route_lead(lead_id=curious.pk, now=NOW).rep == field_rep
     assert actions.route_lead(lead_id=other.pk, now=NOW).rep == rep  # the DACH rule
+
+
+# --- found in review ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_rep_whose_lead_was_reassigned_meanwhile_cannot_accept_it(sla_team, rep, other_rep):
+    TeamRouting.objects.filter(team=sla_team).update(reassign_on_breach=True)
+    handover = actions.route_lead(lead_id=mql().pk, now=NOW)
+    stale = Handover.objects.select_related("lead").get(pk=handover.pk)  # the rep's page, loaded before
+    assert actions.sla_tick(now=NOW + timedelta(hours=25))["reassigned"] == 1
+    with pytest.raises(actions.HandoverConflict, match="someone else"):
+        actions.accept(handover=stale, by=rep)
+    handover.refresh_from_db()
+    assert (handover.status, handover.rep) == ("open", other_rep)
+    assert Lead.objects.get(pk=handover.lead_id).owner == other_rep
+
+
+@pytest.mark.django_db
+def test_a_line_break_in_a_name_neither_jams_the_outbox_nor_repeats_mail(rules, rep, other_rep):
+    actions.route_lead(lead_id=mql(first_name="Good").pk, now=NOW)
+    actions.route_lead(lead_id=mql(first_name="Evil\nBcc: x@evil.example").pk, now=NOW)
+    assert actions.send_notification_emails() == 2
+    assert actions.send_notification_emails() == 0
+    assert len(mail.outbox) == 2
+    assert all("\n" not in message.subject for message in mail.outbox)
+    assert not Notification.objects.filter(emailed_at=None).exists()
+
+
+@pytest.mark.django_db
+def test_the_fallback_queues_escalations_go_to_admins_not_every_manager(rules, manager, admin_user):
+    actions.route_lead(lead_id=mql(company=CompanyFactory(country="FR")).pk, now=NOW)
+    actions.sla_tick(now=NOW + timedelta(hours=25))
+    assert set(Notification.objects.values_list("user__username", "kind")) == {("admin", "escalation")}
+
+
+@pytest.mark.django_db
+def test_a_lead_handed_back_and_forth_notifies_each_time(sla_team, rep, other_rep, manager):
+    TeamRouting.objects.filter(team=sla_team).update(reassign_on_breach=True)
+    handover = actions.route_lead(lead_id=mql().pk, now=NOW)
+    actions.sla_tick(now=NOW + timedelta(hours=25))  # rep -> other_rep
+    actions.sla_tick(now=NOW + timedelta(hours=50))  # other_rep -> rep
+    handover.refresh_from_db()
+    assert handover.rep == rep
+    kinds = list(Notification.objects.order_by("pk").values_list("user__username", "kind"))
+    assert kinds == [
+        ("rep", "new_lead"),
+        ("manager", "escalation"),
+        ("rep2", "new_lead"),
+        ("manager", "escalation"),
+        ("rep", "new_lead"),
+    ]
+
+
+@pytest.mark.parametrize("field", ["remind_before_hours", "sla_hours"])
+@pytest.mark.django_db
+def test_absurd_hours_are_refused_so_the_sla_clock_keeps_running(client_for, manager, inside_team, field):
+    data = {"strategy": "round_robin", "sla_hours": 24, "remind_before_hours": 4, field: 10**12}
+    response = client_for(manager).post(reverse("handover:team_settings", args=[inside_team.pk]), data)
+    assert response.status_code == 422
+    assert actions.sla_tick() == {"reminded": 0, "escalated": 0, "reassigned": 0}

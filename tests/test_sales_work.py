@@ -142,3 +142,15 @@ def test_due_follow_ups_appear_in_the_inbox_until_a_later_entry_is_logged(client
     ]
     SalesActivityFactory(lead=lead, rep=rep, occurred_at=timezone.now())
     assert client_for(rep).get(reverse("handover:inbox")).context["follow_ups"] == []
+
+
+def test_qualifying_a_lead_someone_has_moved_on_keeps_no_answers(client_for, rep, manager):
+    lead = LeadFactory(owner=rep, stage_id="sal", budget="unknown")
+    Lead.objects.get(pk=lead.pk).move_to("lost", by=manager)  # between the rep's form and its submission
+    response = client_for(rep).post(
+        url("qualify", lead),
+        {"budget": "approved", "authority": "decides", "need": "acute", "timeframe": "3m"},
+    )
+    assert response.status_code == 409
+    lead.refresh_from_db()
+    assert (lead.stage_id, lead.budget, lead.qualification) == ("lost", "unknown", "")

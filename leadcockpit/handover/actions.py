@@ -155,7 +155,7 @@ def route_batch(*, lead_ids=None, limit=500, now=None):
         if h.rep_id is not None
     ]
     if notifications:
-        Notification.objects.bulk_create(notifications, ignore_conflicts=True)
+        Notification.objects.bulk_create(notifications)
         transaction.on_commit(_enqueue_mail)
     return handovers
 
@@ -183,12 +183,12 @@ def route_pending(*, batch=500, now=None):
 
 
 def notify(*, user, kind, handover, now=None):
-    """Record a notification (shown in the app) and have it emailed after commit; once per handover and kind."""
-    notification, created = Notification.objects.get_or_create(
-        user=user, kind=kind, handover=handover, defaults={"created_at": now or timezone.now()}
+    """Record a notification (shown in the app) and have it emailed after commit. Callers make it happen once
+    (a new handover, or a claimed reminder or escalation), so a lead handed back to a rep notifies them again."""
+    notification = Notification.objects.create(
+        user=user, kind=kind, handover=handover, created_at=now or timezone.now()
     )
-    if created:
-        transaction.on_commit(_enqueue_mail)
+    transaction.on_commit(_enqueue_mail)
     return notification
 
 
@@ -214,11 +214,15 @@ def can_decide(user, handover):
 
 
 def _decide(handover, *, by, status, now, **fields):
-    updated = Handover.objects.filter(pk=handover.pk, status=Handover.Status.OPEN).update(
-        status=status, decided_at=now, decided_by=by, **fields
-    )
+    """Close the handover if it is still open and still assigned as the decider saw it (a reassignment in
+    between, by the SLA clock, makes the decision a conflict instead of letting the former rep take the lead)."""
+    updated = Handover.objects.filter(
+        pk=handover.pk, status=Handover.Status.OPEN, rep_id=handover.rep_id, team_id=handover.team_id
+    ).update(status=status, decided_at=now, decided_by=by, **fields)
     if not updated:
         handover.refresh_from_db()
+        if handover.status == Handover.Status.OPEN:
+            raise HandoverConflict(_("This lead was handed to someone else meanwhile."))
         raise HandoverConflict(
             _("This lead was already %(status)s by %(who)s.")
             % {
@@ -265,28 +269,37 @@ def send_notification_emails(*, batch=200):
     from leadcockpit.scoring.actions import explain
 
     sent = 0
-    with transaction.atomic():
-        pending = list(
-            Notification.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(emailed_at=None)
-            .select_related("user", "handover__lead__company")
-            .order_by("created_at")[:batch]
-        )
-        for notification in pending:
-            if notification.user.email:
-                lead = notification.handover.lead
-                context = {
-                    "notification": notification,
-                    "lead": lead,
-                    "explanation": explain(lead=lead),
-                    "inbox_url": settings.SITE_URL + reverse("handover:inbox"),
-                }
-                subject = render_to_string("handover/notification_subject.txt", context).strip()
-                body = render_to_string("handover/notification_email.txt", context)
-                send_mail(subject, body, None, [notification.user.email])
+    for _attempt in range(batch):
+        with transaction.atomic():
+            notification = (
+                Notification.objects.select_for_update(skip_locked=True, of=("self",))
+                .filter(emailed_at=None)
+                .select_related("user", "handover__lead__company")
+                .order_by("created_at", "pk")
+                .first()
+            )
+            if notification is None:
+                break
+            # Marked sent before sending: a failure loses this one mail (logged), never repeats the others.
             notification.emailed_at = timezone.now()
             notification.save(update_fields=["emailed_at"])
-            sent += 1
+        if notification.user.email:
+            lead = notification.handover.lead
+            context = {
+                "notification": notification,
+                "lead": lead,
+                "explanation": explain(lead=lead),
+                "inbox_url": settings.SITE_URL + reverse("handover:inbox"),
+            }
+            # Names come from forms and imports: a line break must not reach a mail header.
+            subject = " ".join(render_to_string("handover/notification_subject.txt", context).split())
+            body = render_to_string("handover/notification_email.txt", context)
+            try:
+                send_mail(subject, body, None, [notification.user.email])
+            except Exception:  # noqa: BLE001 - one bad address or server hiccup must not stop the outbox
+                log.exception("could not mail notification %s", notification.pk)
+                continue
+        sent += 1
     return sent
 
 
@@ -304,9 +317,14 @@ def sla_tick(*, now=None):
         if handover.due_at - timedelta(hours=handover.team.routing.remind_before_hours) > now:
             continue
         with transaction.atomic():
-            if Handover.objects.filter(pk=handover.pk, status="open", reminded_at=None).update(
-                reminded_at=now
-            ):
+            claimed = Handover.objects.filter(
+                pk=handover.pk,
+                status="open",
+                reminded_at=None,
+                rep_id=handover.rep_id,
+                due_at=handover.due_at,
+            ).update(reminded_at=now)
+            if claimed:
                 notify(user=handover.rep, kind=Notification.Kind.REMINDER, handover=handover, now=now)
                 counts["reminded"] += 1
     breached = (
@@ -314,18 +332,30 @@ def sla_tick(*, now=None):
     )
     for handover in breached:
         with transaction.atomic():
-            if not Handover.objects.filter(pk=handover.pk, status="open", escalated_at=None).update(
-                escalated_at=now
-            ):
+            claimed = Handover.objects.filter(
+                pk=handover.pk,
+                status="open",
+                escalated_at=None,
+                rep_id=handover.rep_id,
+                due_at=handover.due_at,
+                due_at__lte=now,
+            ).update(escalated_at=now)
+            if not claimed:
                 continue
-            managers = User.objects.filter(is_active=True, groups__name=Role.SALES_MANAGER.value)
-            managers = managers.filter(team_id=handover.team_id) if handover.team_id else managers
-            for manager in managers:
+            for manager in _escalation_recipients(handover):
                 notify(user=manager, kind=Notification.Kind.ESCALATION, handover=handover, now=now)
             counts["escalated"] += 1
             if handover.team_id and _reassign(handover, now=now):
                 counts["reassigned"] += 1
     return counts
+
+
+def _escalation_recipients(handover):
+    """Who hears of a missed deadline: the team's managers; for the fallback queue, the admins (who may act)."""
+    active = User.objects.filter(is_active=True)
+    if handover.team_id:
+        return active.filter(team_id=handover.team_id, groups__name=Role.SALES_MANAGER.value)
+    return active.filter(Q(is_superuser=True) | Q(groups__name=Role.ADMIN.value)).distinct()
 
 
 def _reassign(handover, *, now):

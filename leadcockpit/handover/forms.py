@@ -91,12 +91,6 @@ class TeamRoutingForm(forms.ModelForm):
         model = TeamRouting
         fields = ["strategy", "sla_hours", "business_hours", "remind_before_hours", "reassign_on_breach"]
 
-    def clean_sla_hours(self):
-        hours = self.cleaned_data["sla_hours"]
-        if not 1 <= hours <= 24 * 30:
-            raise forms.ValidationError(_("Between 1 hour and 30 days."))
-        return hours
-
 
 class RepAvailabilityForm(forms.ModelForm):
     """A rep's capacity and absence."""

@@ -4,6 +4,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
@@ -28,12 +29,16 @@ class TeamRouting(models.Model):
     strategy = models.CharField(
         _("strategy"), max_length=20, choices=Strategy.choices, default=Strategy.ROUND_ROBIN
     )
-    sla_hours = models.PositiveSmallIntegerField(_("hours to accept or reject"), default=24)
+    sla_hours = models.PositiveSmallIntegerField(
+        _("hours to accept or reject"),
+        default=24,
+        validators=[MinValueValidator(1), MaxValueValidator(24 * 30)],
+    )
     business_hours = models.BooleanField(
         _("count business hours only"), default=False, help_text=_("Monday to Friday, 8:00 to 18:00.")
     )
     remind_before_hours = models.PositiveSmallIntegerField(
-        _("remind this many hours before the deadline"), default=4
+        _("remind this many hours before the deadline"), default=4, validators=[MaxValueValidator(24 * 30)]
     )
     reassign_on_breach = models.BooleanField(
         _("reassign when the deadline passes"),
@@ -79,7 +84,10 @@ class RepAvailability(models.Model):
         related_name="availability",
     )
     capacity = models.PositiveSmallIntegerField(
-        _("capacity"), default=50, help_text=_("At most this many open handovers at once.")
+        _("capacity"),
+        default=50,
+        validators=[MaxValueValidator(10_000)],
+        help_text=_("At most this many open handovers at once."),
     )
     absent_from = models.DateField(_("absent from"), null=True, blank=True)
     absent_until = models.DateField(_("absent until"), null=True, blank=True)
@@ -266,9 +274,6 @@ class Notification(models.Model):
                 fields=["user", "-created_at"], name="notification_unread_idx", condition=Q(read_at=None)
             ),
             models.Index(fields=["created_at"], name="notification_unsent_idx", condition=Q(emailed_at=None)),
-        ]
-        constraints = [
-            models.UniqueConstraint(fields=["handover", "user", "kind"], name="notification_once_per_kind"),
         ]
 
     def __str__(self):

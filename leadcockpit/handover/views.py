@@ -298,24 +298,25 @@ def qualify(request, pk):
     form = BantForm(request.POST, instance=lead)
     if not form.is_valid():
         return _sales_answer(request, lead, status=422, bant_form=form)
-    with transaction.atomic():
-        lead = form.save(commit=False)
-        lead.qualification = lead.bant_temperature()
-        lead.save(update_fields=["budget", "authority", "need", "timeframe", "qualification", "updated_at"])
-        mark_dirty(lead_ids=[lead.pk])  # BANT answers are fit criteria
-        temperature = lead.get_qualification_display()
-        if lead.qualification == Lead.Temperature.COLD:
-            message = _("Qualified as %(t)s: the lead stays accepted (SAL) until more is known.") % {
-                "t": temperature
-            }
-        else:
-            try:
+    try:
+        with transaction.atomic():  # the answers and the move stand or fall together
+            lead = form.save(commit=False)
+            lead.qualification = lead.bant_temperature()
+            lead.save(
+                update_fields=["budget", "authority", "need", "timeframe", "qualification", "updated_at"]
+            )
+            mark_dirty(lead_ids=[lead.pk])  # BANT answers are fit criteria
+            temperature = lead.get_qualification_display()
+            if lead.qualification == Lead.Temperature.COLD:
+                message = _("Qualified as %(t)s: the lead stays accepted (SAL) until more is known.") % {
+                    "t": temperature
+                }
+            else:
                 lead.move_to("sql", by=request.user, reason=f"BANT: {lead.qualification}")
-            except StageNotAllowed:
-                return _sales_answer(
-                    request, lead, status=409, bant_error=_("Someone moved this lead meanwhile.")
-                )
-            message = _("Qualified as %(t)s: the lead is now an SQL.") % {"t": temperature}
+                message = _("Qualified as %(t)s: the lead is now an SQL.") % {"t": temperature}
+    except StageNotAllowed:
+        lead.refresh_from_db()
+        return _sales_answer(request, lead, status=409, bant_error=_("Someone moved this lead meanwhile."))
     return _sales_answer(request, lead, message=message)
 
 

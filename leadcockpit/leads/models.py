@@ -5,7 +5,7 @@ import uuid
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -193,26 +193,31 @@ class LeadQuerySet(models.QuerySet):
                 raise StageNotAllowed(from_stage, to_stage, "a backward move needs a reason")
         at = at or timezone.now()
         changes = []
-        for from_stage in from_stages:
-            ids = list(self.filter(stage_id=from_stage).order_by("pk").values_list("pk", flat=True))
-            fields = {"stage_id": to_stage, "stage_changed_at": at, "updated_at": at}
-            if to_stage in lifecycle.MILESTONES:
-                fields[lifecycle.MILESTONES[to_stage]] = at
-            if not ids or not Lead.objects.filter(pk__in=ids, stage_id=from_stage).update(**fields):
-                continue
-            changes += [
-                StageChange(
-                    lead_id=pk,
-                    from_stage_id=from_stage,
-                    to_stage_id=to_stage,
-                    actor=None if system else by,
-                    system_actor=system,
-                    reason=reason[:500],
-                    at=at,
-                )
-                for pk in ids
-            ]
-        return StageChange.objects.bulk_create(changes)
+        with transaction.atomic():  # a conflict leaves no half-moved group behind
+            for from_stage in from_stages:
+                ids = list(self.filter(stage_id=from_stage).order_by("pk").values_list("pk", flat=True))
+                fields = {"stage_id": to_stage, "stage_changed_at": at, "updated_at": at}
+                if to_stage in lifecycle.MILESTONES:
+                    fields[lifecycle.MILESTONES[to_stage]] = at
+                if not ids:
+                    continue
+                moved = Lead.objects.filter(pk__in=ids, stage_id=from_stage).update(**fields)
+                if moved != len(ids):
+                    # Some moved on between the read and the update: no history for moves that did not happen.
+                    raise StageConflict(from_stage, to_stage, "leads moved on meanwhile")
+                changes += [
+                    StageChange(
+                        lead_id=pk,
+                        from_stage_id=from_stage,
+                        to_stage_id=to_stage,
+                        actor=None if system else by,
+                        system_actor=system,
+                        reason=reason[:500],
+                        at=at,
+                    )
+                    for pk in ids
+                ]
+            return StageChange.objects.bulk_create(changes)
 
     def visible_to(self, user):
         """The leads this user may see: admin and marketing all, a manager their team's, a rep their own."""
