@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from leadcockpit.capture.api import api as ingest_api
 from leadcockpit.core.views import health, home
 
 urlpatterns = [
@@ -13,5 +14,6 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("i18n/", include("django.conf.urls.i18n")),
     path("health/", health, name="health"),
+    path("api/v1/", ingest_api.urls),
     path("admin/", admin.site.urls),
 ]

@@ -1,0 +1,162 @@
+"""The ingest API (django-ninja): one event or a batch of up to 500, authenticated by a source's API key."""
+
+import json
+from datetime import datetime, timedelta
+from typing import Literal
+from uuid import UUID
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import validate_email
+from django.utils import timezone
+from ninja import NinjaAPI, Schema, Status
+from ninja.security import APIKeyHeader
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from leadcockpit.leads.models import PROPERTIES_MAX_BYTES, Touchpoint
+
+from . import actions
+from .models import ApiKey
+
+PAST_WINDOW = timedelta(hours=24)
+FUTURE_WINDOW = timedelta(minutes=5)
+MAX_BATCH = 500
+EventType = Literal[tuple(Touchpoint.Kind.values)]
+
+
+class KeyAuth(APIKeyHeader):
+    param_name = "X-Api-Key"
+
+    def authenticate(self, request, key):
+        return ApiKey.objects.for_secret(key)
+
+
+api = NinjaAPI(
+    title="Lead Cockpit ingest API",
+    version="1",
+    urls_namespace="ingest",
+    auth=KeyAuth(),
+    docs_url=None,  # the schema is served at openapi.json; a docs page under our CSP comes later
+)
+
+
+class EventIn(Schema):
+    """One tracked event. Name its lead by email or external id, or send a visitor id alone (anonymous)."""
+
+    event_id: UUID = Field(description="Client-made UUID; a replay with the same id changes nothing.")
+    type: EventType
+    occurred_at: datetime = Field(description="With a time zone; at most 24 h old and 5 min ahead.")
+    url: str = Field("", max_length=2048)
+    referrer: str = Field("", max_length=2048)
+    title: str = Field("", max_length=300)
+    search_terms: str = Field("", max_length=200)
+    utm_source: str = Field("", max_length=100)
+    utm_medium: str = Field("", max_length=100)
+    utm_campaign: str = Field("", max_length=100)
+    visitor_id: str = Field("", max_length=64)
+    session_id: str = Field("", max_length=64)
+    email: str = Field("", max_length=254)
+    external_id: str = Field("", max_length=100)
+    properties: dict = Field(
+        default_factory=dict, description=f"At most {PROPERTIES_MAX_BYTES} bytes as JSON."
+    )
+
+    @field_validator("url", "referrer")
+    @classmethod
+    def web_address(cls, value):
+        if value and not value.lower().startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+    @field_validator("email")
+    @classmethod
+    def email_address(cls, value):
+        if value:
+            try:
+                validate_email(value)
+            except DjangoValidationError:
+                raise ValueError("is not an email address") from None
+        return value.strip()
+
+    @field_validator("occurred_at")
+    @classmethod
+    def plausible_moment(cls, value):
+        if value.tzinfo is None:
+            raise ValueError("needs a time zone, e.g. 2026-11-23T10:00:00Z")
+        now = timezone.now()
+        if not now - PAST_WINDOW <= value <= now + FUTURE_WINDOW:
+            raise ValueError("must lie between 24 hours ago and 5 minutes ahead")
+        return value
+
+    @field_validator("properties")
+    @classmethod
+    def small_properties(cls, value):
+        encoded = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+        if len(encoded.encode()) > PROPERTIES_MAX_BYTES:
+            raise ValueError(f"are larger than {PROPERTIES_MAX_BYTES} bytes")
+        if "\\u0000" in encoded:
+            raise ValueError("must not contain NUL characters")
+        return value
+
+    @model_validator(mode="after")
+    def no_nul_and_someone(self):
+        texts = [
+            self.url,
+            self.referrer,
+            self.title,
+            self.search_terms,
+            self.utm_source,
+            self.utm_medium,
+            self.utm_campaign,
+            self.visitor_id,
+            self.session_id,
+            self.email,
+            self.external_id,
+        ]
+        if any("\x00" in text for text in texts):
+            raise ValueError("texts must not contain NUL characters")
+        if not (self.email or self.external_id or self.visitor_id):
+            raise ValueError("name the lead (email or external_id) or the visitor (visitor_id)")
+        return self
+
+
+class Accepted(Schema):
+    accepted: int
+    duplicates: int
+
+
+class EventError(Schema):
+    index: int
+    errors: list[dict]
+
+
+class BatchIn(Schema):
+    events: list[dict] = Field(max_length=MAX_BATCH, description=f"1 to {MAX_BATCH} events.")
+
+
+class BatchAccepted(Accepted):
+    rejected: list[EventError]
+
+
+def _errors(exc: ValidationError):
+    return [
+        {"field": ".".join(str(p) for p in e["loc"]) or "event", "message": e["msg"]} for e in exc.errors()
+    ]
+
+
+@api.post("/events", response={202: Accepted}, summary="Send one event")
+def post_event(request, event: EventIn):
+    result = actions.ingest(events=[event])
+    return Status(202, {"accepted": result.accepted, "duplicates": result.duplicates})
+
+
+@api.post("/events/batch", response={202: BatchAccepted}, summary="Send up to 500 events")
+def post_batch(request, batch: BatchIn):
+    """Good events are stored even when others in the batch are rejected; each rejection says why."""
+    good, rejected = [], []
+    for index, raw in enumerate(batch.events):
+        try:
+            good.append(EventIn.model_validate(raw))
+        except ValidationError as exc:
+            rejected.append({"index": index, "errors": _errors(exc)})
+    result = actions.ingest(events=good) if good else actions.IngestResult()
+    return Status(202, {"accepted": result.accepted, "duplicates": result.duplicates, "rejected": rejected})

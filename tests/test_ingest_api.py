@@ -1,0 +1,138 @@
+"""The ingest API: authenticated, idempotent by event id, field-level errors, anonymous visitors identified."""
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from leadcockpit.capture.models import ApiKey
+from leadcockpit.leads.models import Lead, Touchpoint
+from leadcockpit.scoring.models import DirtyLead
+
+from .factories import LeadFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def key():
+    return ApiKey.issue(name="Website")[1]
+
+
+def event(**overrides):
+    data = {
+        "event_id": str(uuid.uuid4()),
+        "type": "page_view",
+        "occurred_at": timezone.now().isoformat(),
+        "url": "https://www.example.com/pricing",
+        "email": "anna@firma.example",
+    }
+    return {**data, **overrides}
+
+
+def post(client, path, body, key):
+    return client.post(f"/api/v1/{path}", body, content_type="application/json", HTTP_X_API_KEY=key)
+
+
+def test_an_event_for_a_new_address_makes_an_mgl_and_marks_it_for_rescoring(client, key):
+    response = post(client, "events", event(), key)
+    assert response.status_code == 202
+    assert response.json() == {"accepted": 1, "duplicates": 0}
+    lead = Lead.objects.get(email="anna@firma.example")
+    assert (lead.stage_id, lead.source) == ("mgl", "web_form")
+    assert lead.stage_changes.get().system_actor == "capture"
+    assert Touchpoint.objects.get().lead == lead
+    assert DirtyLead.objects.filter(lead=lead).exists()
+
+
+def test_a_replay_changes_nothing(client, key):
+    body = event()
+    assert post(client, "events", body, key).json() == {"accepted": 1, "duplicates": 0}
+    assert post(client, "events", body, key).json() == {"accepted": 0, "duplicates": 1}
+    assert Touchpoint.objects.count() == 1
+
+
+def test_without_a_valid_key_nothing_is_stored(client, key):
+    assert post(client, "events", event(), "").status_code == 401
+    assert post(client, "events", event(), "lc_nope_secret").status_code == 401
+    assert post(client, "events", event(), key + "x").status_code == 401
+    ApiKey.objects.get().revoke()
+    assert post(client, "events", event(), key).status_code == 401
+    assert not Touchpoint.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"event_id": "not-a-uuid"}, "event_id"),
+        ({"type": "telepathy"}, "type"),
+        ({"occurred_at": (timezone.now() - timedelta(days=2)).isoformat()}, "occurred_at"),
+        ({"occurred_at": (timezone.now() + timedelta(hours=1)).isoformat()}, "occurred_at"),
+        ({"occurred_at": "2026-11-23T10:00:00"}, "occurred_at"),
+        ({"url": "javascript:alert(1)"}, "url"),
+        ({"email": "not an address"}, "email"),
+        ({"title": "x" * 301}, "title"),
+        ({"title": "a\x00b"}, "event"),
+        ({"properties": {"blob": "x" * 5000}}, "properties"),
+        ({"properties": {"k": "a\x00b"}}, "properties"),
+        ({"email": "", "visitor_id": ""}, "event"),
+    ],
+)
+def test_bad_events_get_field_level_errors_and_store_nothing(client, key, overrides, field):
+    response = post(client, "events", event(**overrides), key)
+    assert response.status_code == 422
+    assert field in str(response.json())
+    assert not Touchpoint.objects.exists()
+
+
+def test_a_bad_event_in_a_batch_does_not_sink_the_good_ones(client, key):
+    good = [event(email=f"lead{i}@firma.example") for i in range(3)]
+    bad = event(type="telepathy")
+    response = post(client, "events/batch", {"events": [good[0], bad, good[1], good[2], good[0]]}, key)
+    assert response.status_code == 202
+    body = response.json()
+    assert (body["accepted"], body["duplicates"]) == (3, 1)
+    assert [r["index"] for r in body["rejected"]] == [1]
+    assert body["rejected"][0]["errors"][0]["field"] == "type"
+    assert Touchpoint.objects.count() == 3
+
+
+def test_a_batch_has_at_most_500_events_and_must_be_json(client, key):
+    assert post(client, "events/batch", {"events": [event() for _ in range(501)]}, key).status_code == 422
+    response = client.post(
+        "/api/v1/events/batch", "{nope", content_type="application/json", HTTP_X_API_KEY=key
+    )
+    assert response.status_code in (400, 422)
+    assert not Touchpoint.objects.exists()
+
+
+def test_an_anonymous_visitors_history_joins_the_lead_once_they_identify(client, key):
+    for path in ("/", "/pricing"):
+        post(client, "events", event(email="", visitor_id="v-123", url=f"https://www.example.com{path}"), key)
+    assert Touchpoint.objects.filter(lead__isnull=True).count() == 2
+    existing = LeadFactory(email="known@firma.example")
+    post(client, "events", event(type="form_submit", email="Known@Firma.example", visitor_id="v-123"), key)
+    assert Touchpoint.objects.filter(lead=existing).count() == 3
+    assert not Touchpoint.objects.filter(lead__isnull=True).exists()
+
+
+def test_tracked_xss_is_stored_as_sent_and_rendered_inert(client, key, client_for, marketer):
+    payload = '"><script>alert(1)</script><img src=x onerror=alert(2)>'
+    post(
+        client,
+        "events",
+        event(title=payload, utm_campaign=payload, url="https://x.example/?q=" + payload),
+        key,
+    )
+    lead = Lead.objects.get()
+    page = client_for(marketer).get(f"/leads/{lead.pk}/").text
+    assert "<script>alert(1)" not in page
+    assert "<img src=x" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_the_openapi_schema_is_served(client):
+    schema = client.get("/api/v1/openapi.json").json()
+    assert "/api/v1/events" in schema["paths"]
+    assert "/api/v1/events/batch" in schema["paths"]
