@@ -105,6 +105,9 @@ if REDIS_URL:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
+# Events a source may send per second (a batch counts each event); beyond it the ingest API answers 429.
+INGEST_EVENTS_PER_SECOND = env.int("INGEST_EVENTS_PER_SECOND", default=5000)
+
 CELERY_BROKER_URL = REDIS_URL or "memory://"
 CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
 CELERY_TASK_EAGER_PROPAGATES = True

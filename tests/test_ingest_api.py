@@ -136,3 +136,19 @@ def test_the_openapi_schema_is_served(client):
     schema = client.get("/api/v1/openapi.json").json()
     assert "/api/v1/events" in schema["paths"]
     assert "/api/v1/events/batch" in schema["paths"]
+
+
+def test_beyond_the_rate_limit_a_source_gets_429_with_retry_after(client, key, settings, monkeypatch):
+    import leadcockpit.capture.api as ingest_api
+
+    settings.INGEST_EVENTS_PER_SECOND = 3
+    monkeypatch.setattr(ingest_api.time, "time", lambda: 1_800_000_000.5)  # a controlled clock: one window
+    answers = [post(client, "events", event(), key).status_code for _ in range(5)]
+    assert answers == [202, 202, 202, 429, 429]
+    throttled = post(client, "events/batch", {"events": [event() for _ in range(2)]}, key)
+    assert throttled.status_code == 429
+    assert throttled["Retry-After"] == "1"
+    assert throttled.json()["retry_after"] == 1
+    monkeypatch.setattr(ingest_api.time, "time", lambda: 1_800_000_001.5)  # the next second
+    assert post(client, "events/batch", {"events": [event() for _ in range(3)]}, key).status_code == 202
+    assert Touchpoint.objects.count() == 6

@@ -1,12 +1,16 @@
 """The ingest API (django-ninja): one event or a batch of up to 500, authenticated by a source's API key."""
 
 import json
+import time
 from datetime import datetime, timedelta
 from typing import Literal
 from uuid import UUID
 
+from django.conf import settings
+from django.core.cache import cache
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
+from django.http import JsonResponse
 from django.utils import timezone
 from ninja import NinjaAPI, Schema, Status
 from ninja.security import APIKeyHeader
@@ -119,6 +123,30 @@ class EventIn(Schema):
         return self
 
 
+class Throttled(Schema):
+    detail: str
+    retry_after: int
+
+
+def _over_limit(key, events):
+    """Whether this key has sent more than its share this second (a fixed one-second window in the cache).
+    With the cache away the limit is not enforced: losing events would be worse than a burst."""
+    window = f"ingest-rate:{key.pk}:{int(time.time())}"
+    try:
+        cache.add(window, 0, timeout=2)
+        return cache.incr(window, events) > settings.INGEST_EVENTS_PER_SECOND
+    except Exception:  # noqa: BLE001 - e.g. Redis away; see above
+        return False
+
+
+def _throttled():
+    response = JsonResponse(
+        {"detail": "Too many events; retry after a second.", "retry_after": 1}, status=429
+    )
+    response["Retry-After"] = "1"
+    return response
+
+
 class Accepted(Schema):
     accepted: int
     duplicates: int
@@ -143,15 +171,19 @@ def _errors(exc: ValidationError):
     ]
 
 
-@api.post("/events", response={202: Accepted}, summary="Send one event")
+@api.post("/events", response={202: Accepted, 429: Throttled}, summary="Send one event")
 def post_event(request, event: EventIn):
+    if _over_limit(request.auth, 1):
+        return _throttled()
     result = actions.ingest(events=[event])
     return Status(202, {"accepted": result.accepted, "duplicates": result.duplicates})
 
 
-@api.post("/events/batch", response={202: BatchAccepted}, summary="Send up to 500 events")
+@api.post("/events/batch", response={202: BatchAccepted, 429: Throttled}, summary="Send up to 500 events")
 def post_batch(request, batch: BatchIn):
     """Good events are stored even when others in the batch are rejected; each rejection says why."""
+    if _over_limit(request.auth, len(batch.events)):
+        return _throttled()
     good, rejected = [], []
     for index, raw in enumerate(batch.events):
         try:
