@@ -152,3 +152,41 @@ def test_beyond_the_rate_limit_a_source_gets_429_with_retry_after(client, key, s
     monkeypatch.setattr(ingest_api.time, "time", lambda: 1_800_000_001.5)  # the next second
     assert post(client, "events/batch", {"events": [event() for _ in range(3)]}, key).status_code == 202
     assert Touchpoint.objects.count() == 6
+
+
+def test_browsers_may_send_only_from_the_origins_their_key_allows(client):
+    _key, secret = ApiKey.issue(name="Website", allowed_origins=["https://www.example.com"])
+    _other, server_only = ApiKey.issue(name="Newsletter tool")
+    ok = client.post(
+        "/api/v1/events",
+        event(),
+        content_type="application/json",
+        HTTP_X_API_KEY=secret,
+        HTTP_ORIGIN="https://www.example.com",
+    )
+    assert ok.status_code == 202
+    assert ok["Access-Control-Allow-Origin"] == "https://www.example.com"
+    elsewhere = client.post(
+        "/api/v1/events",
+        event(),
+        content_type="application/json",
+        HTTP_X_API_KEY=secret,
+        HTTP_ORIGIN="https://evil.example",
+    )
+    assert elsewhere.status_code == 401
+    assert "Access-Control-Allow-Origin" not in elsewhere
+    from_browser = client.post(
+        "/api/v1/events",
+        event(),
+        content_type="application/json",
+        HTTP_X_API_KEY=server_only,
+        HTTP_ORIGIN="https://www.example.com",
+    )
+    assert from_browser.status_code == 401  # a server-to-server key is refused from any browser
+    preflight = client.options("/api/v1/events", HTTP_ORIGIN="https://www.example.com")
+    assert preflight.status_code == 204
+    assert "X-Api-Key" in preflight["Access-Control-Allow-Headers"]
+    assert "Access-Control-Allow-Origin" not in client.options(
+        "/api/v1/events", HTTP_ORIGIN="https://evil.example"
+    )
+    assert Touchpoint.objects.count() == 1

@@ -28,10 +28,16 @@ EventType = Literal[tuple(Touchpoint.Kind.values)]
 
 
 class KeyAuth(APIKeyHeader):
+    """A source's key; from a browser (an Origin header) only if that origin is one the key allows."""
+
     param_name = "X-Api-Key"
 
     def authenticate(self, request, key):
-        return ApiKey.objects.for_secret(key)
+        api_key = ApiKey.objects.for_secret(key)
+        origin = request.headers.get("Origin")
+        if api_key is not None and origin and origin not in api_key.allowed_origins:
+            return None
+        return api_key
 
 
 api = NinjaAPI(
