@@ -106,6 +106,10 @@ if REDIS_URL:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
+# Signed email links: how long they stay good, and the hosts a click may redirect to (no open redirect).
+EMAIL_LINK_MAX_AGE = env.int("EMAIL_LINK_MAX_AGE_DAYS", default=90) * 86400
+EMAIL_LINK_HOSTS = env.list("EMAIL_LINK_HOSTS", default=["solvaro.example"])
+
 # Events a source may send per second (a batch counts each event); beyond it the ingest API answers 429.
 INGEST_EVENTS_PER_SECOND = env.int("INGEST_EVENTS_PER_SECOND", default=5000)
 

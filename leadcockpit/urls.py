@@ -15,5 +15,6 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("health/", health, name="health"),
     path("api/v1/", ingest_api.urls),
+    path("", include("leadcockpit.capture.urls")),
     path("admin/", admin.site.urls),
 ]
