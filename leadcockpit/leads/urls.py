@@ -5,5 +5,6 @@ from . import views
 app_name = "leads"
 urlpatterns = [
     path("", views.lead_list, name="list"),
+    path("export.csv", views.lead_export, name="export"),
     path("<int:pk>/", views.lead_detail, name="detail"),
 ]

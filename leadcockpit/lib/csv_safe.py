@@ -1,0 +1,13 @@
+"""CSV cells that spreadsheets will not run as formulas (CSV injection)."""
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def cell(value) -> str:
+    """The text of a value for a CSV cell; text a spreadsheet would take for a formula gets a leading quote."""
+    if value is None:
+        return ""
+    text = str(value)
+    if text.startswith(FORMULA_STARTS):
+        return "'" + text
+    return text
