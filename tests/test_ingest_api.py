@@ -157,32 +157,20 @@ def test_beyond_the_rate_limit_a_source_gets_429_with_retry_after(client, key, s
 def test_browsers_may_send_only_from_the_origins_their_key_allows(client):
     _key, secret = ApiKey.issue(name="Website", allowed_origins=["https://www.example.com"])
     _other, server_only = ApiKey.issue(name="Newsletter tool")
-    ok = client.post(
-        "/api/v1/events",
-        event(),
-        content_type="application/json",
-        HTTP_X_API_KEY=secret,
-        HTTP_ORIGIN="https://www.example.com",
-    )
+
+    def from_browser(key, origin):
+        return client.post(
+            "/api/v1/events", event(), content_type="application/json", HTTP_X_API_KEY=key, HTTP_ORIGIN=origin
+        )
+
+    ok = from_browser(secret, "https://www.example.com")
     assert ok.status_code == 202
     assert ok["Access-Control-Allow-Origin"] == "https://www.example.com"
-    elsewhere = client.post(
-        "/api/v1/events",
-        event(),
-        content_type="application/json",
-        HTTP_X_API_KEY=secret,
-        HTTP_ORIGIN="https://evil.example",
-    )
+    elsewhere = from_browser(secret, "https://evil.example")
     assert elsewhere.status_code == 401
     assert "Access-Control-Allow-Origin" not in elsewhere
-    from_browser = client.post(
-        "/api/v1/events",
-        event(),
-        content_type="application/json",
-        HTTP_X_API_KEY=server_only,
-        HTTP_ORIGIN="https://www.example.com",
-    )
-    assert from_browser.status_code == 401  # a server-to-server key is refused from any browser
+    # A server-to-server key is refused from any browser.
+    assert from_browser(server_only, "https://www.example.com").status_code == 401
     preflight = client.options("/api/v1/events", HTTP_ORIGIN="https://www.example.com")
     assert preflight.status_code == 204
     assert "X-Api-Key" in preflight["Access-Control-Allow-Headers"]
