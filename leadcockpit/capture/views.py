@@ -57,3 +57,10 @@ def email_click(request, token):
     lead_id, campaign_id, url = found
     _record(lead_id, campaign_id, Touchpoint.Kind.EMAIL_CLICK, url)
     return HttpResponseRedirect(url)
+
+
+@require_GET
+def snippet_demo(request):
+    """A page that uses the tracking snippet, for trying it (and for its browser test). The key comes from the
+    query: keys used in browsers are public and bound to origins."""
+    return render(request, "capture/snippet_demo.html", {"key": request.GET.get("key", "")[:200]})
