@@ -241,11 +241,9 @@ def test_tracked_data_is_escaped_in_the_inbox(client_for, rules, rep):
     assert "<img src=x" not in text
 
 
-@pytest.mark.django_db
-def test_a_lead_that_becomes_an_mql_is_routed_by_the_rescoring_task(rules, rep, tasks_in_process):
-    from leadcockpit.scoring import tasks as scoring_tasks
+def lead_about_to_become_an_mql():
+    """The default model active and a decision maker at a target company with fresh demo requests: scored, an MQL."""
     from leadcockpit.scoring.defaults import create_default_model
-    from leadcockpit.scoring.models import DirtyLead
 
     from .factories import TouchpointFactory
 
@@ -261,7 +259,17 @@ def test_a_lead_that_becomes_an_mql_is_routed_by_the_rescoring_task(rules, rep, 
         timeframe="3m",
         company=CompanyFactory(country="DE", industry="manufacturing", employee_count=300),
     )
-    TouchpointFactory.create_batch(2, lead=lead, kind="demo_request")
+    TouchpointFactory.create_batch(2, lead=lead, kind="demo_request", occurred_at=timezone.now())
+    TouchpointFactory(lead=lead, kind="trial_signup", occurred_at=timezone.now())
+    return lead
+
+
+@pytest.mark.django_db
+def test_a_lead_that_becomes_an_mql_is_routed_by_the_rescoring_task(rules, rep, tasks_in_process):
+    from leadcockpit.scoring import tasks as scoring_tasks
+    from leadcockpit.scoring.models import DirtyLead
+
+    lead = lead_about_to_become_an_mql()
     DirtyLead.objects.create(lead=lead)
     scoring_tasks.rescore_dirty_leads()
     lead.refresh_from_db()
@@ -419,26 +427,14 @@ def test_a_real_worker_routes_a_freshly_scored_mql_and_notifies_the_rep():
     from leadcockpit.celery import app
     from leadcockpit.demo.seeding import ensure_reference_data
     from leadcockpit.scoring.actions import mark_dirty
-    from leadcockpit.scoring.defaults import create_default_model
 
-    from .factories import TeamFactory, TouchpointFactory
+    from .factories import TeamFactory
 
     ensure_reference_data()  # transactional tests start from a flushed database
     team = TeamFactory(name="Inside Sales")
     rep = UserFactory(role="sales rep", team=team)
     RoutingRule.objects.create(name="Everyone", team=team)
-    create_default_model(
-        marketing_user=UserFactory(role="marketing"), sales_user=UserFactory(role="sales manager")
-    )
-    lead = LeadFactory(
-        stage_id="mgl",
-        contact_role="decision_maker",
-        budget="approved",
-        authority="decides",
-        company=CompanyFactory(industry="manufacturing", employee_count=300),
-    )
-    TouchpointFactory.create_batch(2, lead=lead, kind="demo_request", occurred_at=timezone.now())
-    TouchpointFactory(lead=lead, kind="trial_signup", occurred_at=timezone.now())
+    lead = lead_about_to_become_an_mql()
     with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
         mark_dirty(lead_ids=[lead.pk])  # autocommit: enqueued at once, through Redis
         deadline = clock.monotonic() + 20
