@@ -141,7 +141,7 @@ def decide(request, pk, decision):
             )
     except actions.HandoverConflict as exc:
         return _answer(request, handover, error=str(exc), status=409)
-    lead = handover.lead.full_name or handover.lead.email
+    lead = handover.lead.display_name
     done = _("%(lead)s accepted.") if form is None else _("%(lead)s sent back to marketing.")
     return _answer(request, handover, success=done % {"lead": lead})
 

@@ -296,7 +296,12 @@ class Lead(models.Model):
         LEGITIMATE_INTEREST = "legitimate_interest", _("Legitimate interest")
         CONTRACT = "contract", _("Contract")
 
-    email = models.EmailField(_("email"), max_length=254, unique=True)
+    email = models.EmailField(
+        _("email"),
+        max_length=254,
+        blank=True,
+        help_text=_("Empty for leads known only by their external id."),
+    )
     external_id = models.CharField(_("external id"), max_length=100, unique=True, null=True, blank=True)
     first_name = models.CharField(_("first name"), max_length=100, blank=True)
     last_name = models.CharField(_("last name"), max_length=100, blank=True)
@@ -399,6 +404,13 @@ class Lead(models.Model):
     sal_at = models.DateTimeField(_("accepted (SAL)"), null=True, blank=True)
     sql_at = models.DateTimeField(_("qualified (SQL)"), null=True, blank=True)
     closed_at = models.DateTimeField(_("closed"), null=True, blank=True)
+    attributes = models.JSONField(
+        _("imported attributes"),
+        default=dict,
+        blank=True,
+        db_default=models.Value({}, output_field=models.JSONField()),  # bulk loads that name columns
+        help_text=_("Fields an import brought that have no column of their own, by name."),
+    )
 
     objects = LeadQuerySet.as_manager()
 
@@ -417,10 +429,19 @@ class Lead(models.Model):
             models.CheckConstraint(
                 condition=Q(email=models.functions.Lower("email")), name="lead_email_lowercase"
             ),
+            models.UniqueConstraint(fields=["email"], condition=~Q(email=""), name="lead_email_unique"),
+            models.CheckConstraint(
+                condition=~Q(email="") | Q(external_id__isnull=False), name="lead_has_identity"
+            ),
         ]
 
     def __str__(self):
-        return self.full_name or self.email
+        return self.display_name
+
+    @property
+    def display_name(self):
+        """What the lead is called on screen: the name, else the address, else the external id."""
+        return self.full_name or self.email or self.external_id or f"#{self.pk}"
 
     @property
     def full_name(self):
