@@ -464,3 +464,6 @@ def routing(*, leads, touchpoints, seed, reset, out, **options):
         "events_notified": len(latencies),
         "event_to_notified_p95_s": event_p95 and round(event_p95, 2),
     }
+
+
+from . import bench_ingest  # noqa: E402, F401 - registers the "ingest" area
