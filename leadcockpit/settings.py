@@ -113,6 +113,9 @@ EMAIL_LINK_HOSTS = env.list("EMAIL_LINK_HOSTS", default=["solvaro.example"])
 # Events a source may send per second (a batch counts each event); beyond it the ingest API answers 429.
 INGEST_EVENTS_PER_SECOND = env.int("INGEST_EVENTS_PER_SECOND", default=5000)
 
+# The largest CSV file an import takes (a 100k-lead export is about 15 MB).
+IMPORT_MAX_BYTES = env.int("IMPORT_MAX_MB", default=50) * 1024 * 1024
+
 CELERY_BROKER_URL = REDIS_URL or "memory://"
 CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
 CELERY_TASK_EAGER_PROPAGATES = True
@@ -133,6 +136,8 @@ CELERY_TIMEZONE = "UTC"
 # Periodic jobs, all in one place. Each entry says why it runs at its pace.
 # What runs when rescoring made new MQLs (scoring itself knows nothing of routing).
 SCORING_NEW_MQLS_TASK = "leadcockpit.handover.tasks.route_pending"
+# What runs, inside the merge's transaction, on a lead that absorbed a duplicate (leads knows nothing of scoring).
+LEADS_MERGED_HOOK = "leadcockpit.scoring.actions.mark_dirty"
 
 CELERY_BEAT_SCHEDULE = {
     # Proves the worker and beat are alive; /health/ reports how long ago the last heartbeat landed.
@@ -145,6 +150,8 @@ CELERY_BEAT_SCHEDULE = {
     "routing-sweep": {"task": "leadcockpit.handover.tasks.route_pending", "schedule": 10.0},
     # Reminders before the deadline to accept or reject, escalation to managers when it passes.
     "handover-sla-tick": {"task": "leadcockpit.handover.tasks.sla_tick", "schedule": 60.0},
+    # Imports run on commit; this picks up a queued import whose message was lost or whose worker died.
+    "import-sweep": {"task": "leadcockpit.capture.tasks.sweep_imports", "schedule": 60.0},
     # Notification mail is an outbox in the database; this sends what a lost message left unsent.
     "notification-mail-sweep": {
         "task": "leadcockpit.handover.tasks.send_notification_emails",

@@ -16,6 +16,8 @@ def navigation(request):
         ("leads", _("Leads"), reverse("leads:list")),
         ("scoring", _("Scoring"), reverse("scoring:overview")),
     ]
+    if role_of(user) in (Role.MARKETING, Role.ADMIN):
+        items.append(("capture", _("Import"), reverse("capture:imports")))
     if role_of(user) in (Role.MARKETING, Role.SALES_MANAGER, Role.ADMIN):
         items.append(("feedback", _("Sales feedback"), reverse("handover:feedback")))
     if role_of(user) in (Role.SALES_MANAGER, Role.ADMIN):

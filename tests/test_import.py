@@ -1,0 +1,476 @@
+"""CSV import through HTTP: upload, mapping with a guess and presets, preview, the background run, the report of
+rejected rows; encodings and delimiters, damaged files, idempotency, access and hostile input."""
+
+import csv
+import io
+from decimal import Decimal
+
+import pytest
+from django.urls import reverse
+
+from leadcockpit.capture import importing
+from leadcockpit.capture.models import ImportJob, ImportPreset, ImportRejection
+from leadcockpit.leads.models import Campaign, Company, Lead, SalesActivity, StageChange, Touchpoint
+from leadcockpit.scoring.models import DirtyLead
+
+from .conftest import SHARED_DATA
+from .factories import CampaignFactory, LeadFactory, UserFactory
+
+X_EDUCATION = SHARED_DATA / "x-education"
+PRESET = "X Education (Leads.csv)"
+
+
+@pytest.fixture
+def importer(client_for, marketer):
+    return client_for(marketer)
+
+
+def upload(client, data, *, kind="leads", name="leads.csv", preset=None):
+    payload = {"kind": kind, "file": _file(data, name)}
+    if preset:
+        payload["preset"] = ImportPreset.objects.get(name=preset).pk
+    return client.post(reverse("capture:imports"), payload)
+
+
+def _file(data, name):
+    handle = io.BytesIO(data if isinstance(data, bytes) else data.encode())
+    handle.name = name
+    return handle
+
+
+def mapping_post(job, **overrides):
+    """The mapping form as the page would post it, with the job's current (guessed) mapping."""
+    data = {}
+    for position, entry in enumerate(job.mapping["columns"]):
+        data[f"c{position}_target"] = entry.get("target", "")
+        data[f"c{position}_type"] = entry.get("type", "text")
+        data[f"c{position}_provenance"] = entry.get("provenance", "marketing")
+    data.update(overrides)
+    return data
+
+
+def run_import(client, data, django_capture_on_commit_callbacks, **kwargs):
+    """Upload, accept the guessed mapping, start; the job runs on commit (tasks in-process)."""
+    response = upload(client, data, **kwargs)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    job = ImportJob.objects.latest("pk")
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            reverse("capture:import_detail", args=[job.pk]), {**mapping_post(job), "action": "start"}
+        )
+    assert response.status_code == 302
+    job.refresh_from_db()
+    return job
+
+
+LEADS_CSV = (
+    "Email,First name,Last name,Company,Domain,Industry,Employees,Country,Job title,Budget\n"
+    "anna@alpha.example,Anna,Albrecht,Alpha GmbH,alpha.example,Manufacturing,250,Germany,CTO,approved\n"
+    'ben@beta.example,Ben,"Berg, Jr.",Beta AG,beta.example,software,"1,200",DE,Head of IT,\n'
+    "not-an-email,Carl,Clausen,Gamma,gamma.example,,,,,\n"
+    "dora@alpha.example,Dora,Dietz,Alpha GmbH,alpha.example,manufacturing,250,DE,Buyer,someday\n"
+)
+
+
+def test_a_marketer_imports_leads_with_their_companies_and_gets_the_rejected_rows_with_reasons(
+    importer, tasks_in_process, django_capture_on_commit_callbacks
+):
+    job = run_import(importer, LEADS_CSV, django_capture_on_commit_callbacks)
+
+    assert (job.status, job.created, job.updated, job.rejected) == ("done", 2, 0, 2)
+    anna = Lead.objects.select_related("company").get(email="anna@alpha.example")
+    assert (anna.first_name, anna.budget, anna.source, anna.stage_id) == ("Anna", "approved", "import", "mgl")
+    assert (anna.company.name, anna.company.industry, anna.company.employee_count) == (
+        "Alpha GmbH",
+        "manufacturing",
+        250,
+    )
+    assert anna.company.country == "DE"
+    ben = Lead.objects.get(email="ben@beta.example")
+    assert ben.last_name == "Berg, Jr."  # a quoted comma stays in its field
+    assert ben.company.employee_count == 1200
+    assert StageChange.objects.filter(lead=anna, system_actor="import", to_stage_id="mgl").count() == 1
+    assert Company.objects.count() == 2
+
+    reasons = dict(ImportRejection.objects.filter(job=job).values_list("row_number", "reason"))
+    assert "is not an email address" in reasons[4]
+    assert "Budget" in reasons[5]
+    assert "someday" in reasons[5]
+
+    report = importer.get(reverse("capture:import_report", args=[job.pk]))
+    assert report.status_code == 200
+    lines = list(csv.reader(io.StringIO(b"".join(report.streaming_content).decode("utf-8-sig"))))
+    assert lines[0][:3] == ["Row", "Reason", "Email"]
+    assert [line[0] for line in lines[1:]] == ["4", "5"]
+    assert lines[1][2] == "not-an-email"
+
+
+def test_importing_the_same_file_twice_changes_nothing(
+    importer, tasks_in_process, django_capture_on_commit_callbacks
+):
+    run_import(importer, LEADS_CSV, django_capture_on_commit_callbacks)
+    before = list(Lead.objects.order_by("pk").values())
+    DirtyLead.objects.all().delete()
+
+    again = run_import(importer, LEADS_CSV, django_capture_on_commit_callbacks)
+
+    assert (again.created, again.updated, again.unchanged, again.rejected) == (0, 0, 2, 2)
+    assert list(Lead.objects.order_by("pk").values()) == before
+    assert not DirtyLead.objects.exists()
+    assert StageChange.objects.filter(system_actor="import").count() == 2
+
+
+def test_a_changed_file_updates_only_what_changed_and_blank_cells_erase_nothing(
+    importer, tasks_in_process, django_capture_on_commit_callbacks
+):
+    run_import(importer, LEADS_CSV, django_capture_on_commit_callbacks)
+    changed = "Email,Job title,First name\nANNA@alpha.example,CEO,\nben@beta.example,Head of IT,Ben\n"
+    job = run_import(importer, changed, django_capture_on_commit_callbacks)
+
+    assert (job.created, job.updated, job.unchanged) == (0, 1, 1)
+    anna = Lead.objects.get(email="anna@alpha.example")
+    assert (anna.job_title, anna.first_name) == ("CEO", "Anna")
+
+
+@pytest.mark.parametrize(
+    ("data", "encoding_name"),
+    [
+        (
+            "\ufeffE-Mail;Vorname;Nachname;Umsatz\nmia@delta.example;Mia;Müller;1.234.567,50\n".encode(),
+            "utf-8",
+        ),
+        (
+            "E-Mail;Vorname;Nachname;Umsatz\nmia@delta.example;Mia;Müller;1.234.567,50\n".encode("cp1252"),
+            "windows-1252",
+        ),
+        (
+            'email,first name,last name,revenue\r\nmia@delta.example,Mia,Müller,"1,234,567.50"\r\n'.encode(),
+            "utf-8",
+        ),
+    ],
+    ids=["utf8-bom-semicolon", "windows-1252-semicolon", "utf8-comma-crlf"],
+)
+def test_german_and_english_files_read_alike(
+    importer, tasks_in_process, django_capture_on_commit_callbacks, data, encoding_name
+):
+    data = data.replace(b"Umsatz", b"Firma;Umsatz").replace(b"M\xc3\xbcller;1", b"M\xc3\xbcller;Delta;1")
+    data = data.replace(b"M\xfcller;1", b"M\xfcller;Delta;1").replace(b"revenue", b"company,revenue")
+    data = data.replace(b"M\xc3\xbcller,", b"M\xc3\xbcller,Delta,")
+    job = run_import(importer, data, django_capture_on_commit_callbacks)
+
+    assert job.encoding == encoding_name
+    assert (job.created, job.rejected) == (1, 0)
+    mia = Lead.objects.select_related("company").get(email="mia@delta.example")
+    assert mia.last_name == "Müller"
+    assert mia.company.annual_revenue == Decimal("1234568")  # whole euros
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "file is empty."),
+        (b"\xef\xbb\xbf  \r\n", "The file is empty."),
+        (b"email,name\n", "no data rows"),
+        (b"PK\x03\x04\x14\x00\x08\x08" + bytes(range(256)) * 4, "Excel workbook"),
+        (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(200), "Excel workbook"),
+        (bytes(range(256)) * 40, "not text"),
+        (b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj", "not text"),
+    ],
+    ids=["empty", "bom-and-blanks", "header-only", "xlsx", "xls", "binary-junk", "pdf"],
+)
+def test_a_file_that_is_not_csv_gets_a_clear_message_and_imports_nothing(importer, data, message):
+    response = upload(importer, data)
+
+    assert response.status_code == 422
+    assert message in response.content.decode()
+    assert not ImportJob.objects.exists()
+    assert not Lead.objects.exists()
+
+
+def test_the_mapping_is_guessed_and_the_preview_shows_each_rows_messages(importer):
+    upload(importer, LEADS_CSV)
+    job = ImportJob.objects.get()
+    targets = [entry["target"] for entry in job.mapping["columns"]]
+    assert targets == [
+        "email",
+        "first_name",
+        "last_name",
+        "company_name",
+        "company_domain",
+        "company_industry",
+        "company_employee_count",
+        "company_country",
+        "job_title",
+        "budget",
+    ]
+
+    page = importer.get(reverse("capture:import_detail", args=[job.pk]))
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "will be rejected" in html
+    assert "is not an email address" in html
+    assert 'id="import-preview"' in html
+
+    # Change a column as the page does (htmx, on change): the preview follows the posted mapping.
+    fragment = importer.post(
+        reverse("capture:import_detail", args=[job.pk]),
+        {**mapping_post(job, c9_target=""), "action": "preview"},
+        HTTP_HX_REQUEST="true",
+    )
+    assert fragment.status_code == 200
+    assert "someday" not in fragment.content.decode()
+    assert "<html" not in fragment.content.decode()
+    job.refresh_from_db()
+    assert job.status == "mapping"  # a preview writes nothing
+    assert not Lead.objects.exists()
+
+
+def test_a_mapping_outside_the_allowlist_or_without_a_key_is_refused_with_a_message(importer):
+    upload(importer, LEADS_CSV)
+    job = ImportJob.objects.get()
+    url = reverse("capture:import_detail", args=[job.pk])
+
+    hostile = importer.post(url, {**mapping_post(job, c1_target="is_superuser"), "action": "start"})
+    assert hostile.status_code == 422
+    assert "Select a valid choice" in hostile.content.decode()
+
+    twice = importer.post(url, {**mapping_post(job, c2_target="first_name"), "action": "start"})
+    assert twice.status_code == 422
+    assert "chosen for two columns" in twice.content.decode()
+
+    keyless = importer.post(url, {**mapping_post(job, c0_target=""), "action": "start"})
+    assert keyless.status_code == 422
+    assert "Choose a column for Email or External id" in keyless.content.decode()
+
+    job.refresh_from_db()
+    assert job.status == "mapping"
+    assert not Lead.objects.exists()
+
+
+def test_a_mapping_saved_as_a_preset_is_offered_for_the_next_file(
+    importer, tasks_in_process, django_capture_on_commit_callbacks
+):
+    upload(importer, "Mail address,Surname,Fav colour\nx@y.example,Xu,blue\n")
+    job = ImportJob.objects.get()
+    data = mapping_post(job, c0_target="email", c1_target="last_name", preset_name="Fair list")
+    with django_capture_on_commit_callbacks(execute=True):
+        importer.post(reverse("capture:import_detail", args=[job.pk]), {**data, "action": "start"})
+    preset = ImportPreset.objects.get(name="Fair list")
+    assert preset.mapping["Mail address"] == {"target": "email"}
+    assert preset.mapping["Fav colour"]["target"] == "attribute"
+    assert Lead.objects.get(email="x@y.example").attributes == {"fav_colour": "blue"}
+
+    upload(importer, "Fav colour,Mail address\nred,z@y.example\n", preset="Fair list")
+    second = ImportJob.objects.latest("pk")
+    assert [entry["target"] for entry in second.mapping["columns"]] == ["attribute", "email"]
+
+
+def test_touchpoints_sales_activities_and_campaign_costs_import_once(
+    importer, tasks_in_process, django_capture_on_commit_callbacks
+):
+    lead = LeadFactory(email="eva@epsilon.example", external_id="CRM-7")
+    rep = UserFactory(role="sales rep", username="rep7")
+    campaigns = (
+        "Campaign,Channel,Cost,Start,End,UTM\n"
+        'Spring fair,Trade fair,"12.500,00",01.03.2026,31.03.2026,spring-fair\n'
+        "Webinar series,webinar,900,2026-02-01,,\n"
+        "Broken,carrier pigeon,5,2026-02-01,,\n"
+    )
+    touchpoints = (
+        "Email,Type,Date,URL,UTM campaign\n"
+        "eva@epsilon.example,Page view,2026-03-02 10:00,https://solvaro.example/pricing,spring-fair\n"
+        "eva@epsilon.example,demo_request,2026-03-03T09:30:00+01:00,,\n"
+        "nobody@nowhere.example,page_view,2026-03-03,,\n"
+    )
+    activities = (
+        "External ID,Kind,Outcome,Date,Note,Rep\nCRM-7,Call,reached,05.03.2026 14:00,Wants a quote,rep7\n"
+        "CRM-7,Meeting,,06.03.2026,,ghost\n"
+    )
+    for kind, data, expected in [
+        ("campaign_costs", campaigns, (2, 1)),
+        ("touchpoints", touchpoints, (2, 1)),
+        ("sales_activities", activities, (1, 1)),
+    ]:
+        job = run_import(importer, data, django_capture_on_commit_callbacks, kind=kind)
+        assert (job.created, job.rejected) == expected, kind
+        again = run_import(importer, data, django_capture_on_commit_callbacks, kind=kind)
+        assert (again.created, again.updated, again.rejected) == (0, 0, expected[1]), kind
+
+    fair = Campaign.objects.get(name="Spring fair")
+    assert (fair.channel_id, fair.cost, str(fair.ends_on)) == (
+        "trade_fair",
+        Decimal("12500.00"),
+        "2026-03-31",
+    )
+    assert Touchpoint.objects.filter(lead=lead).count() == 2
+    assert Touchpoint.objects.get(lead=lead, kind="page_view").campaign == fair
+    call = SalesActivity.objects.get(lead=lead)
+    assert (call.kind, call.outcome, call.rep, call.note) == ("call", "reached", rep, "Wants a quote")
+    assert (
+        "ghost" in ImportRejection.objects.filter(job__kind="sales_activities", row_number=3).first().reason
+    )
+
+    raised = run_import(
+        importer,
+        "Campaign,Cost\nWebinar series,1100\n",
+        django_capture_on_commit_callbacks,
+        kind="campaign_costs",
+    )
+    assert (raised.updated, raised.rejected) == (1, 0)
+    assert Campaign.objects.get(name="Webinar series").cost == Decimal("1100.00")
+
+
+def test_a_job_that_dies_midway_resumes_where_it_stopped(importer, monkeypatch):
+    monkeypatch.setattr(importing, "CHUNK_ROWS", 3)
+    rows = "".join(f"lead{n}@zeta.example,Lead {n}\n" for n in range(10))
+    upload(importer, "email,last name\n" + rows)
+    job = ImportJob.objects.get()
+    ImportJob.objects.filter(pk=job.pk).update(status="queued")
+
+    calls = {"n": 0}
+    real = importing.write_chunk
+
+    def dies_on_the_second_chunk(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise SystemExit("worker killed")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(importing, "write_chunk", dies_on_the_second_chunk)
+    with pytest.raises(SystemExit):
+        importing.run_job(job_id=job.pk)
+    job.refresh_from_db()
+    assert (job.status, job.next_row, job.created) == ("running", 3, 3)
+
+    importing.run_job(job_id=job.pk)  # a second delivery while the first claim is fresh: nothing happens
+    assert Lead.objects.count() == 3
+
+    ImportJob.objects.filter(pk=job.pk).update(heartbeat_at=job.heartbeat_at - importing.STALE_AFTER * 2)
+    importing.run_job(job_id=job.pk)
+    job.refresh_from_db()
+    assert (job.status, job.next_row, job.created, job.rejected) == ("done", 10, 10, 0)
+    assert Lead.objects.count() == 10
+    assert DirtyLead.objects.count() == 10  # each chunk marked its leads for scoring with its own commit
+
+
+@pytest.mark.parametrize("role", ["sales rep", "sales manager"])
+def test_sales_cannot_import_nor_see_imports(client_for, marketer, role, inside_team):
+    job = importing.create_job(kind="leads", filename="a.csv", data=b"email\na@b.example\n", by=marketer)
+    client = client_for(UserFactory(role=role, team=inside_team))
+
+    assert client.get(reverse("capture:imports")).status_code == 403
+    assert upload(client, LEADS_CSV).status_code == 403
+    for name in ["capture:import_detail", "capture:import_progress", "capture:import_report"]:
+        assert client.get(reverse(name, args=[job.pk])).status_code == 403
+    assert client.post(reverse("capture:import_discard", args=[job.pk])).status_code == 403
+    assert ImportJob.objects.filter(pk=job.pk).exists()
+
+
+def test_imports_change_state_only_by_post_with_csrf(marketer):
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(marketer)
+    job = importing.create_job(kind="leads", filename="a.csv", data=b"email\na@b.example\n", by=marketer)
+
+    assert upload(client, LEADS_CSV).status_code == 403
+    assert client.post(reverse("capture:import_discard", args=[job.pk])).status_code == 403
+    assert client.get(reverse("capture:import_discard", args=[job.pk])).status_code == 405
+    assert ImportJob.objects.count() == 1
+
+
+XSS = '<script>alert(1)</script>"><img src=x onerror=alert(2)>'
+
+
+def test_hostile_cells_render_inert_in_the_preview_the_results_and_the_report(
+    importer, tasks_in_process, django_capture_on_commit_callbacks
+):
+    out = io.StringIO()
+    csv.writer(out).writerows(
+        [
+            ["email", "last name", "note", "job title"],
+            ["q@x.example", XSS, XSS, '=HYPERLINK("x")'],
+            ["bad", XSS, "", ""],
+        ]
+    )
+    data = out.getvalue()
+    response = upload(importer, data, name=f"{XSS}.csv")
+    job = ImportJob.objects.latest("pk")
+    page = importer.get(response.url).content.decode()
+    assert "<script>alert(1)" not in page
+    assert "onerror=alert(2)>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+    with django_capture_on_commit_callbacks(execute=True):
+        importer.post(response.url, {**mapping_post(job), "action": "start"})
+    for url in [response.url, reverse("capture:imports"), reverse("leads:list")]:
+        html = importer.get(url).content.decode()
+        assert "<script>alert(1)" not in html, url
+        assert "onerror=alert(2)>" not in html, url
+    lead = Lead.objects.get(email="q@x.example")
+    assert lead.attributes["note"] == XSS
+    html = importer.get(reverse("leads:detail", args=[lead.pk])).content.decode()
+    assert "<script>alert(1)" not in html
+    assert 'id="lead-attributes"' in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+    report = b"".join(
+        importer.get(reverse("capture:import_report", args=[job.pk])).streaming_content
+    ).decode()
+    cells = next(csv.reader(io.StringIO(report.splitlines()[1])))
+    assert all(not c.startswith(("=", "+", "-", "@")) for c in cells)
+
+
+@pytest.mark.shared_data
+def test_the_x_education_file_imports_completely_with_the_shipped_preset(
+    importer, tasks_in_process, django_capture_on_commit_callbacks
+):
+    data = (X_EDUCATION / "Leads.csv").read_bytes()
+    job = run_import(importer, data, django_capture_on_commit_callbacks, preset=PRESET, name="Leads.csv")
+
+    assert (job.status, job.total_rows, job.created, job.rejected) == ("done", 9240, 9240, 0)
+    lead = Lead.objects.get(external_id="7927b2df-8bba-4d29-b9a2-b6e0beafe620")
+    attributes = lead.attributes
+    assert attributes["lead_origin"] == "API"
+    assert attributes["converted"] is False
+    assert attributes["totalvisits"] == 0.0
+    assert "specialization" not in attributes  # "Select" is a placeholder, not a value
+    assert attributes["tags"] == "Interested in other courses"
+    sources = set(Lead.objects.values_list("attributes__lead_source", flat=True))
+    assert "Google" in sources
+    assert "google" not in sources
+    assert Lead.objects.filter(attributes__converted=True).count() == 3561
+    preset = ImportPreset.objects.get(name=PRESET)
+    assert preset.mapping["Tags"]["provenance"] == "sales"
+    assert preset.mapping["Converted"]["provenance"] == "outcome"
+
+    again = run_import(importer, data, django_capture_on_commit_callbacks, preset=PRESET, name="Leads.csv")
+    assert (again.created, again.updated, again.unchanged, again.rejected) == (0, 0, 9240, 0)
+
+    trailing = (X_EDUCATION / "variants" / "Leads__KeerthanaDS1994__trailing-comma.csv").read_bytes()
+    variant = run_import(importer, trailing, django_capture_on_commit_callbacks, preset=PRESET)
+    assert (variant.total_rows, variant.created, variant.updated, variant.rejected) == (9240, 0, 0, 0)
+    assert variant.mapping["columns"][-1]["target"] == ""  # the unnamed trailing column is left out
+
+
+@pytest.mark.shared_data
+def test_the_x_education_workbook_named_csv_is_refused_with_advice(importer):
+    data = (X_EDUCATION / "variants" / "Leads__khajanawaz__actually-xlsx.csv").read_bytes()
+    response = upload(importer, data, preset=PRESET, name="Leads.csv")
+
+    assert response.status_code == 422
+    assert "Excel workbook" in response.content.decode()
+    assert not ImportJob.objects.exists()
+
+
+def test_the_campaign_a_lead_came_from_is_found_by_name(
+    importer, tasks_in_process, django_capture_on_commit_callbacks
+):
+    CampaignFactory(name="Autumn webinar")
+    job = run_import(
+        importer,
+        "email,campaign\nw@x.example,autumn WEBINAR\nv@x.example,Nope\n",
+        django_capture_on_commit_callbacks,
+    )
+    assert (job.created, job.rejected) == (1, 1)
+    assert Lead.objects.get(email="w@x.example").campaign.name == "Autumn webinar"
