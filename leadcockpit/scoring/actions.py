@@ -2,6 +2,7 @@
 
 import logging
 
+from django.core.cache import cache
 from django.db import transaction
 from django.db.models import F
 from django.db.models.functions import Greatest
@@ -18,6 +19,10 @@ DIRTY_BATCH = 2_000  # one transaction per batch, holding its leads: small batch
 DECAY_TOLERANCE = 0.05
 JOB_CHUNK = 25_000
 STALE_JOB_AFTER = timezone.timedelta(minutes=5)
+# Set while a rescore_dirty_leads message waits in the queue. Should that message be lost, the flag expires (and
+# the sweep enqueues regardless), so a lost message delays rescoring by seconds, never for good.
+DIRTY_ENQUEUED = "scoring:rescore-dirty-enqueued"
+DIRTY_ENQUEUED_TTL = 10
 
 
 def mark_dirty(*, lead_ids):
@@ -29,13 +34,26 @@ def mark_dirty(*, lead_ids):
     transaction.on_commit(_enqueue_dirty)
 
 
-def _enqueue_dirty():
+def _enqueue_dirty(*, force=False):
+    """Ask for a rescore_dirty_leads run, unless one is queued and not started yet: that one will find these
+    marks too (the task forgets the flag before it claims). Ingest marks leads on every request; one message
+    each would cost the web process a publish and the worker a run per event."""
     from . import tasks
 
     try:
+        if not cache.add(DIRTY_ENQUEUED, 1, timeout=DIRTY_ENQUEUED_TTL) and not force:
+            return
         tasks.rescore_dirty_leads.delay()
     except Exception:  # noqa: BLE001 - Redis may be away; the periodic sweep finds the rows
         log.warning("could not enqueue rescore_dirty_leads; the sweep will pick the leads up", exc_info=True)
+
+
+def forget_dirty_enqueued():
+    """Called by rescore_dirty_leads as it starts: marks committed from now on need a new message."""
+    try:
+        cache.delete(DIRTY_ENQUEUED)
+    except Exception:  # noqa: BLE001 - the flag expires by itself
+        log.warning("could not clear the rescore flag; it expires in %s s", DIRTY_ENQUEUED_TTL, exc_info=True)
 
 
 def rescore_dirty(*, batch=DIRTY_BATCH, as_of=None) -> RescoreResult:
@@ -142,7 +160,7 @@ def decay_tick(*, as_of=None, chunk_size=JOB_CHUNK) -> RescoreResult:
 def sweep():
     """Re-enqueue what a lost message left behind: dirty leads, queued jobs, jobs whose runner went silent."""
     if DirtyLead.objects.exists():
-        _enqueue_dirty()
+        _enqueue_dirty(force=True)  # whatever the flag says: its message may be the one that was lost
     stale = timezone.now() - STALE_JOB_AFTER
     for job_id in RescoreJob.objects.filter(status=RescoreJob.Status.QUEUED).values_list("pk", flat=True):
         _enqueue_job(job_id)

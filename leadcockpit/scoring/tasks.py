@@ -16,6 +16,7 @@ def _after(result):
 
 @shared_task(ignore_result=True, soft_time_limit=120, time_limit=150)
 def rescore_dirty_leads():
+    actions.forget_dirty_enqueued()  # before claiming: a mark committed after this asks for the next run
     # Drain in batches; a huge backlog is finished by the next sweep rather than by one endless task.
     for _ in range(20):
         if not _after(actions.rescore_dirty()).scored:
