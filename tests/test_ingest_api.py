@@ -103,7 +103,16 @@ def test_a_batch_has_at_most_500_events_and_must_be_json(client, key):
     response = client.post(
         "/api/v1/events/batch", "{nope", content_type="application/json", HTTP_X_API_KEY=key
     )
-    assert response.status_code in (400, 422)
+    assert response.status_code == 400
+    assert response.json() == {"detail": "Cannot parse request body"}
+    assert not Touchpoint.objects.exists()
+
+
+def test_a_body_beyond_the_upload_limit_gets_a_json_413_and_stores_nothing(client, key, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 5_000
+    response = post(client, "events/batch", {"events": [event() for _ in range(50)]}, key)
+    assert response.status_code == 413
+    assert "5000 bytes" in response.json()["detail"]
     assert not Touchpoint.objects.exists()
 
 

@@ -3,18 +3,19 @@
 import json
 import time
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
 from django.conf import settings
 from django.core.cache import cache
+from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
 from django.http import JsonResponse
 from django.utils import timezone
 from ninja import NinjaAPI, Schema, Status
 from ninja.security import APIKeyHeader
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, WithJsonSchema, field_validator, model_validator
 
 from leadcockpit.leads.models import PROPERTIES_MAX_BYTES, Touchpoint
 
@@ -25,6 +26,8 @@ PAST_WINDOW = timedelta(hours=24)
 FUTURE_WINDOW = timedelta(minutes=5)
 MAX_BATCH = 500
 EventType = Literal[tuple(Touchpoint.Kind.values)]
+# Documents the rule web_address() enforces (which also accepts upper-case schemes): empty or http(s)://…
+WEB_ADDRESS = {"pattern": "^(https?://|$)"}
 
 
 class KeyAuth(APIKeyHeader):
@@ -45,29 +48,48 @@ api = NinjaAPI(
     version="1",
     urls_namespace="ingest",
     auth=KeyAuth(),
-    docs_url=None,  # the schema is served at openapi.json; a docs page under our CSP comes later
+    docs_url=None,  # ninja's Swagger page needs a CDN and inline script; capture.views.api_docs serves ours
 )
+
+
+@api.exception_handler(RequestDataTooBig)
+def body_too_large(request, exc):
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    return api.create_response(
+        request,
+        {"detail": f"The request body is larger than {limit} bytes; send a smaller batch."},
+        status=413,
+    )
 
 
 class EventIn(Schema):
     """One tracked event. Name its lead by email or external id, or send a visitor id alone (anonymous)."""
 
     event_id: UUID = Field(description="Client-made UUID; a replay with the same id changes nothing.")
-    type: EventType
+    type: EventType = Field(description="What happened.")
     occurred_at: datetime = Field(description="With a time zone; at most 24 h old and 5 min ahead.")
-    url: str = Field("", max_length=2048)
-    referrer: str = Field("", max_length=2048)
-    title: str = Field("", max_length=300)
-    search_terms: str = Field("", max_length=200)
-    utm_source: str = Field("", max_length=100)
-    utm_medium: str = Field("", max_length=100)
-    utm_campaign: str = Field("", max_length=100)
-    visitor_id: str = Field("", max_length=64)
-    session_id: str = Field("", max_length=64)
-    email: str = Field("", max_length=254)
-    external_id: str = Field("", max_length=100)
+    url: str = Field("", max_length=2048, description="The page's address.", json_schema_extra=WEB_ADDRESS)
+    referrer: str = Field(
+        "", max_length=2048, description="The referring address.", json_schema_extra=WEB_ADDRESS
+    )
+    title: str = Field("", max_length=300, description="The page or content title.")
+    search_terms: str = Field("", max_length=200, description="What the visitor searched for on the site.")
+    utm_source: str = Field("", max_length=100, description="Campaign source, as in utm_source.")
+    utm_medium: str = Field("", max_length=100, description="Campaign medium, as in utm_medium.")
+    utm_campaign: str = Field("", max_length=100, description="Campaign name, as in utm_campaign.")
+    visitor_id: str = Field(
+        "", max_length=64, description="The browser's anonymous id (e.g. a first-party cookie)."
+    )
+    session_id: str = Field("", max_length=64, description="The visit's id.")
+    email: str = Field(
+        "",
+        max_length=254,
+        description="The lead's email address; names the lead.",
+        json_schema_extra={"format": "email"},
+    )
+    external_id: str = Field("", max_length=100, description="The lead's id in your system; names the lead.")
     properties: dict = Field(
-        default_factory=dict, description=f"At most {PROPERTIES_MAX_BYTES} bytes as JSON."
+        default_factory=dict, description=f"Anything else, at most {PROPERTIES_MAX_BYTES} bytes as JSON."
     )
 
     @field_validator("url", "referrer")
@@ -129,6 +151,16 @@ class EventIn(Schema):
         return self
 
 
+class Problem(Schema):
+    detail: str
+
+
+class FieldProblems(Schema):
+    detail: list[dict] = Field(
+        description="One entry per problem: its location (loc), message (msg) and type."
+    )
+
+
 class Throttled(Schema):
     detail: str
     retry_after: int
@@ -163,12 +195,30 @@ class EventError(Schema):
     errors: list[dict]
 
 
+# Each event of a batch is checked on its own (see post_batch), so the model takes plain objects; the schema
+# still documents them as events.
+RawEvent = Annotated[dict, WithJsonSchema(EventIn.model_json_schema())]
+
+
 class BatchIn(Schema):
-    events: list[dict] = Field(max_length=MAX_BATCH, description=f"1 to {MAX_BATCH} events.")
+    events: list[RawEvent] = Field(
+        max_length=MAX_BATCH, description=f"Up to {MAX_BATCH} events, each as for a single event."
+    )
 
 
 class BatchAccepted(Accepted):
     rejected: list[EventError]
+
+
+# What every call may answer besides its success: the schema documents them so clients (and the fuzz test) can
+# rely on the status and body.
+ERRORS = {
+    400: Problem,  # the body is not JSON
+    401: Problem,  # no key, an unknown or revoked one, or a browser origin the key does not allow
+    413: Problem,  # the body is larger than DATA_UPLOAD_MAX_MEMORY_SIZE
+    422: FieldProblems,
+    429: Throttled,
+}
 
 
 def _errors(exc: ValidationError):
@@ -177,7 +227,7 @@ def _errors(exc: ValidationError):
     ]
 
 
-@api.post("/events", response={202: Accepted, 429: Throttled}, summary="Send one event")
+@api.post("/events", response={202: Accepted, **ERRORS}, summary="Send one event")
 def post_event(request, event: EventIn):
     if _over_limit(request.auth, 1):
         return _throttled()
@@ -185,7 +235,7 @@ def post_event(request, event: EventIn):
     return Status(202, {"accepted": result.accepted, "duplicates": result.duplicates})
 
 
-@api.post("/events/batch", response={202: BatchAccepted, 429: Throttled}, summary="Send up to 500 events")
+@api.post("/events/batch", response={202: BatchAccepted, **ERRORS}, summary="Send up to 500 events")
 def post_batch(request, batch: BatchIn):
     """Good events are stored even when others in the batch are rejected; each rejection says why."""
     if _over_limit(request.auth, len(batch.events)):
