@@ -126,6 +126,24 @@ def test_an_anonymous_visitors_history_joins_the_lead_once_they_identify(client,
     assert not Touchpoint.objects.filter(lead__isnull=True).exists()
 
 
+def test_visitors_identified_in_one_batch_each_bring_their_own_history_to_their_own_lead(client, key):
+    for visitor in ("v-a", "v-a", "v-b", "v-stranger"):
+        post(client, "events", event(email="", visitor_id=visitor), key)
+    anna, ben = LeadFactory(email="anna@firma.example"), LeadFactory(email="ben@firma.example")
+    batch = [
+        event(email="anna@firma.example", visitor_id="v-a"),
+        event(email="ben@firma.example", visitor_id="v-b"),
+    ]
+
+    assert post(client, "events/batch", {"events": batch}, key).status_code == 202
+
+    assert Touchpoint.objects.filter(lead=anna).count() == 3
+    assert Touchpoint.objects.filter(lead=ben).count() == 2
+    assert list(Touchpoint.objects.filter(lead__isnull=True).values_list("visitor_id", flat=True)) == [
+        "v-stranger"
+    ]
+
+
 def test_tracked_xss_is_stored_as_sent_and_rendered_inert(client, key, client_for, marketer):
     payload = '"><script>alert(1)</script><img src=x onerror=alert(2)>'
     post(
