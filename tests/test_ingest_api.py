@@ -1,5 +1,6 @@
 """The ingest API: authenticated, idempotent by event id, field-level errors, anonymous visitors identified."""
 
+import re
 import uuid
 from datetime import timedelta
 
@@ -163,6 +164,29 @@ def test_the_openapi_schema_is_served(client):
     schema = client.get("/api/v1/openapi.json").json()
     assert "/api/v1/events" in schema["paths"]
     assert "/api/v1/events/batch" in schema["paths"]
+
+
+def test_the_api_reference_page_works_under_our_csp_and_documents_both_endpoints(client, settings):
+    response = client.get("/api/v1/docs")
+    assert response.status_code == 200
+    assert response["Content-Security-Policy"] == settings.CONTENT_SECURITY_POLICY
+    assert "script-src 'self'" in response["Content-Security-Policy"]
+    page = response.text
+    # No inline script and nothing from elsewhere: every script is one of our static files.
+    assert re.findall(r"<script(?![^>]*\bsrc=\"/static/)", page) == []
+    assert " style=" not in page
+    assert "POST /api/v1/events</code>" in page
+    assert "POST /api/v1/events/batch</code>" in page
+    for field in ("event_id", "occurred_at", "visitor_id", "external_id", "properties", "events"):
+        assert f"<code>{field}</code>" in page
+    assert "at most 2048 characters" in page  # url's limit, from the schema
+    assert "at most 500 items" in page
+    assert "<code>page_view</code>" in page  # the event types
+    assert "With a time zone; at most 24 h old and 5 min ahead." in page
+    for status in ("202", "400", "401", "413", "422", "429"):
+        assert f'<td class="num">{status}</td>' in page
+    assert "X-Api-Key: lc_" in page  # the example curl
+    assert 'href="/api/v1/openapi.json"' in page
 
 
 def test_beyond_the_rate_limit_a_source_gets_429_with_retry_after(client, key, settings, monkeypatch):

@@ -21,6 +21,7 @@ from pydantic import Field, ValidationError, WithJsonSchema, field_validator, mo
 from leadcockpit.leads.models import PROPERTIES_MAX_BYTES, Touchpoint
 
 from . import actions
+from .api_docs import ReferencePage
 from .models import ApiKey
 
 PAST_WINDOW = timedelta(hours=24)
@@ -49,7 +50,9 @@ api = NinjaAPI(
     version="1",
     urls_namespace="ingest",
     auth=KeyAuth(),
-    docs_url=None,  # ninja's Swagger page needs a CDN and inline script; capture.views.api_docs serves ours
+    # Ninja's Swagger page needs a CDN and inline script, which our CSP refuses: a server-rendered reference.
+    docs=ReferencePage(),
+    docs_url="/docs",
 )
 
 
@@ -228,12 +231,22 @@ class BatchAccepted(Accepted):
 
 # What every call may answer besides its success: the schema documents them so clients (and the fuzz test) can
 # rely on the status and body.
-ERRORS = {
-    400: Problem,  # the body is not JSON
-    401: Problem,  # no key, an unknown or revoked one, or a browser origin the key does not allow
-    413: Problem,  # the body is larger than DATA_UPLOAD_MAX_MEMORY_SIZE
-    422: FieldProblems,
-    429: Throttled,
+ERRORS = {400: Problem, 401: Problem, 413: Problem, 422: FieldProblems, 429: Throttled}
+ANSWERS = {
+    "openapi_extra": {
+        "responses": {
+            202: {
+                "description": "New events are stored and committed; duplicates are counted, not stored again."
+            },
+            400: {"description": "The body is not JSON."},
+            401: {
+                "description": "No key, an unknown or revoked key, or a browser origin the key does not allow."
+            },
+            413: {"description": "The body is larger than the server accepts; send a smaller batch."},
+            422: {"description": "The body does not match the schema; each problem names its field."},
+            429: {"description": "Too many events this second; retry after retry_after seconds."},
+        }
+    }
 }
 
 
@@ -243,7 +256,7 @@ def _errors(exc: ValidationError):
     ]
 
 
-@api.post("/events", response={202: Accepted, **ERRORS}, summary="Send one event")
+@api.post("/events", response={202: Accepted, **ERRORS}, summary="Send one event", **ANSWERS)
 def post_event(request, event: EventIn):
     if _over_limit(request.auth, 1):
         return _throttled()
@@ -251,7 +264,9 @@ def post_event(request, event: EventIn):
     return Status(202, {"accepted": result.accepted, "duplicates": result.duplicates})
 
 
-@api.post("/events/batch", response={202: BatchAccepted, **ERRORS}, summary="Send up to 500 events")
+@api.post(
+    "/events/batch", response={202: BatchAccepted, **ERRORS}, summary="Send up to 500 events", **ANSWERS
+)
 def post_batch(request, batch: BatchIn):
     """Good events are stored even when others in the batch are rejected; each rejection says why."""
     if _over_limit(request.auth, len(batch.events)):
