@@ -6,10 +6,11 @@ from django.http import HttpResponse
 from .models import ApiKey
 
 API_PREFIX = "/api/v1/"
+MAX_ORIGIN_LENGTH = 200
 
 
 def allowed_origin(origin):
-    if not origin or len(origin) > 200:
+    if not origin or len(origin) > MAX_ORIGIN_LENGTH:
         return False
     return any(
         origin in (key.allowed_origins or []) for key in ApiKey.objects.active().only("allowed_origins")
