@@ -91,10 +91,13 @@ def ingest(*, events, now=None) -> IngestResult:
             )
         )
     Touchpoint.objects.bulk_create(touchpoints, ignore_conflicts=True)  # a concurrent replay is one row too
-    if identified:
-        # The visitors are known now: their anonymous history joins their leads, in one statement for the batch.
-        Touchpoint.objects.filter(visitor_id__in=identified, lead__isnull=True).update(
-            lead_id=Case(*(When(visitor_id=v, then=Value(pk)) for v, pk in identified.items()))
+    # The visitors are known now: their anonymous history joins their leads. One query finds the few that have
+    # any (a CASE over every visitor of a batch would cost more to build than the per-visitor updates it saves).
+    anonymous = Touchpoint.objects.filter(visitor_id__in=identified, lead__isnull=True)
+    waiting = set(anonymous.values_list("visitor_id", flat=True).distinct()) if identified else set()
+    if waiting:
+        anonymous.filter(visitor_id__in=waiting).update(
+            lead_id=Case(*(When(visitor_id=v, then=Value(identified[v])) for v in sorted(waiting)))
         )
     mark_dirty(lead_ids=touched)
     result.accepted = len(touchpoints)
