@@ -6,5 +6,6 @@ app_name = "leads"
 urlpatterns = [
     path("", views.lead_list, name="list"),
     path("export.csv", views.lead_export, name="export"),
+    path("activities.csv", views.activity_export, name="export_activities"),
     path("<int:pk>/", views.lead_detail, name="detail"),
 ]
