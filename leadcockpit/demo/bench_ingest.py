@@ -12,6 +12,7 @@ import random
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 import zlib
@@ -65,6 +66,8 @@ def _gunicorn(*, rate_limit, out):
         "LOG_LEVEL": "WARNING",
         "INGEST_EVENTS_PER_SECOND": str(rate_limit),
     }
+    # Every 429 is logged as a warning, thousands of them by design here: the server's output goes to a file.
+    log = tempfile.NamedTemporaryFile(prefix="bench-ingest-gunicorn-", suffix=".log", delete=False)  # noqa: SIM115
     server = subprocess.Popen(  # noqa: S603 - our own server, fixed arguments
         [
             sys.executable,
@@ -82,12 +85,16 @@ def _gunicorn(*, rate_limit, out):
         ],
         cwd=settings.BASE_DIR,
         env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         deadline = time.perf_counter() + 30
         while True:
             if server.poll() is not None:
-                raise CommandError(f"gunicorn exited with {server.returncode} before it served.")
+                raise CommandError(
+                    f"gunicorn exited with {server.returncode} before it served; see {log.name}"
+                )
             try:
                 probe = loadgen.run(
                     host=HOST,
@@ -102,12 +109,13 @@ def _gunicorn(*, rate_limit, out):
             if probe and probe.count(200) == WEB_WORKERS * 2:
                 break
             if time.perf_counter() > deadline:
-                raise CommandError("gunicorn did not answer /health/ within 30 s.")
+                raise CommandError(f"gunicorn did not answer /health/ within 30 s; see {log.name}")
             time.sleep(0.2)
         out(
-            f"  gunicorn on {HOST}:{port}: {WEB_WORKERS} sync workers, INGEST_EVENTS_PER_SECOND={rate_limit:,}"
+            f"  gunicorn on {HOST}:{port}: {WEB_WORKERS} sync workers, INGEST_EVENTS_PER_SECOND={rate_limit:,}; "
+            f"its log: {log.name}"
         )
-        yield port
+        yield port, server.pid
     finally:
         server.terminate()
         try:
@@ -115,6 +123,57 @@ def _gunicorn(*, rate_limit, out):
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+        log.close()
+
+
+def _cpu_s(pids):
+    """CPU seconds (user + system) these processes have used so far; a vanished process counts 0."""
+    ticks = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid):
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    if int(stat.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        found.append(int(entry))
+            except OSError:
+                continue
+    return found
+
+
+class CpuMeter:
+    """CPU used by gunicorn (master and workers), this database's PostgreSQL backends and the Celery worker:
+    on a machine shared with other work, CPU per event says more than events per second."""
+
+    def __init__(self, *, server_pid, worker_pid):
+        self.server_pid, self.worker_pid = server_pid, worker_pid
+
+    def read(self):
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            backends = [pid for (pid,) in cursor.fetchall()]
+        return {
+            "web": _cpu_s([self.server_pid, *_children(self.server_pid)]),
+            "db": _cpu_s(backends),
+            "worker": _cpu_s([self.worker_pid]),
+        }
+
+    def per_event_ms(self, before, events):
+        after = self.read()
+        return {part: round((after[part] - before[part]) * 1000 / max(events, 1), 2) for part in after}
 
 
 class Events:
@@ -167,10 +226,11 @@ def _drain_dirty(out, limit_s=120):
 
 
 def _event_to_score(*, port, secret, events, leads, out):
-    """Send a demo request for a lead through the API; seconds until its scored_at moves past the send."""
+    """Send an event for a lead through the API; seconds until its scored_at moves past the send."""
     latencies = []
     for lead_id, email in leads:
-        body = json.dumps(events.event(kind="demo_request", email=email)).encode()
+        # A pricing-page visit moves interest without making most leads MQLs (and mailing their reps).
+        body = json.dumps({**events.event(email=email), "url": PAGES[0][0], "title": PAGES[0][1]}).encode()
         sent_at = timezone.now()
         started = time.perf_counter()
         result = loadgen.run(
@@ -192,6 +252,16 @@ def _event_to_score(*, port, secret, events, leads, out):
     return latencies
 
 
+def _round_down(value):
+    """To two significant digits, e.g. 1,234 -> 1,200, 57 -> 57."""
+    step = 10 ** max(0, len(str(int(value))) - 2)
+    return max(1, int(value) // step * step)
+
+
+def _cpu_text(cpu):
+    return ", ".join(f"{part} {ms:.2f} ms" for part, ms in cpu.items())
+
+
 def _p95(values):
     if not values:
         return None
@@ -206,6 +276,7 @@ def _p95(values):
 def ingest(*, leads, touchpoints, seed, reset, out, **options):
     from leadcockpit.celery import app
     from leadcockpit.leads.models import Touchpoint
+    from leadcockpit.scoring.actions import forget_dirty_enqueued
 
     if connection.vendor != "postgresql":
         raise CommandError(
@@ -220,15 +291,19 @@ def ingest(*, leads, touchpoints, seed, reset, out, **options):
     pool = rng.sample(pool, min(20_000, len(pool)))
     events = Events(emails=[email for _pk, email in pool], rng=rng)
     key, secret = ApiKey.issue(name="benchmark: ingest")
+    load_at_start = round(os.getloadavg()[0], 1)
     touchpoints_before = Touchpoint.objects.count()
     out(
-        f"Ingest into {n_leads:,} leads ({touchpoints_before:,} touchpoints), events for {len(pool):,} of them"
+        f"Ingest into {n_leads:,} leads ({touchpoints_before:,} touchpoints), events for {len(pool):,} of them; "
+        f"{os.cpu_count()} CPUs, load average {load_at_start} at the start (other work shares them)"
     )
 
     app.control.purge()  # a previous run's leftover messages would keep the new worker busy
+    forget_dirty_enqueued()  # ... and a flag for a purged message would hold the next one back
     worker = _start_worker()
     try:
-        with _gunicorn(rate_limit=NO_LIMIT, out=out) as port:
+        with _gunicorn(rate_limit=NO_LIMIT, out=out) as (port, server_pid):
+            meter = CpuMeter(server_pid=server_pid, worker_pid=worker.pid)
             warm = loadgen.run(
                 host=HOST,
                 port=port,
@@ -242,6 +317,7 @@ def ingest(*, leads, touchpoints, seed, reset, out, **options):
 
             out(f"Single events, {SINGLE_CONNECTIONS} connections, {PHASE_S:.0f} s …")
             bodies = events.singles(int(PHASE_S * 3000))
+            before = meter.read()
             single = loadgen.run(
                 host=HOST,
                 port=port,
@@ -251,13 +327,16 @@ def ingest(*, leads, touchpoints, seed, reset, out, **options):
                 connections=SINGLE_CONNECTIONS,
             )
             single_rate = single.per_second(202)
+            single_cpu = meter.per_event_ms(before, single.count(202))
             out(
                 f"  {single_rate:,.0f} events/s; p50 {single.percentile(50):.1f} ms, p95 {single.percentile(95):.1f} "
                 f"ms, p99 {single.percentile(99):.1f} ms; statuses {dict(single.statuses)}, {single.errors} errors"
             )
+            out(f"  CPU per event: {_cpu_text(single_cpu)}")
 
             out(f"Batches of {MAX_BATCH}, {BATCH_CONNECTIONS} connections, {PHASE_S:.0f} s …")
             bodies = events.batches(int(PHASE_S * 80))
+            before = meter.read()
             batched = loadgen.run(
                 host=HOST,
                 port=port,
@@ -268,10 +347,12 @@ def ingest(*, leads, touchpoints, seed, reset, out, **options):
                 timeout_s=30,
             )
             batched_rate = batched.per_second(202) * MAX_BATCH
+            batched_cpu = meter.per_event_ms(before, batched.count(202) * MAX_BATCH)
             out(
                 f"  {batched_rate:,.0f} events/s ({batched.per_second(202):.1f} batches/s); batch p95 "
                 f"{batched.percentile(95):.0f} ms; statuses {dict(batched.statuses)}, {batched.errors} errors"
             )
+            out(f"  CPU per event: {_cpu_text(batched_cpu)}")
 
             _drain_dirty(out)
             out(f"Event to updated score with a live worker, {SCORE_SAMPLES} events, one at a time …")
@@ -286,10 +367,10 @@ def ingest(*, leads, touchpoints, seed, reset, out, **options):
             )
 
         # The limit sits below what the server sustains; the load offered is twice that.
-        sustainable = max(100, int(single_rate))
-        rate_limit = max(50, int(sustainable * 0.5) // 50 * 50)
+        sustainable = max(10, round(single_rate))
+        rate_limit = _round_down(sustainable / 2)
         offered = 2 * sustainable
-        with _gunicorn(rate_limit=rate_limit, out=out) as port:
+        with _gunicorn(rate_limit=rate_limit, out=out) as (port, _server_pid):
             out(
                 f"Overload: {offered:,} events/s offered for {PHASE_S:.0f} s against a limit of {rate_limit:,}/s …"
             )
@@ -321,11 +402,15 @@ def ingest(*, leads, touchpoints, seed, reset, out, **options):
         "leads_in_db": n_leads,
         "touchpoints_added": Touchpoint.objects.count() - touchpoints_before,
         "web_workers": WEB_WORKERS,
+        "cpus": os.cpu_count(),
+        "load_avg_at_start": load_at_start,
         "single_events_per_s": round(single_rate),
         "single_p95_ms": round(single.percentile(95), 1),
         "single_p99_ms": round(single.percentile(99), 1),
         "batched_events_per_s": round(batched_rate),
         "batch_p95_ms": round(batched.percentile(95)),
+        "single_cpu_ms_per_event": single_cpu,
+        "batched_cpu_ms_per_event": batched_cpu,
         "event_to_score_p95_s": score_p95 and round(score_p95, 2),
         "events_scored": len(latencies),
         "rate_limit": rate_limit,
