@@ -2,6 +2,7 @@
 read, and how a chunk of rows is written set-based: upserts by email or external id, so a second run of the same
 file changes nothing."""
 
+import functools
 import logging
 import re
 import uuid
@@ -21,6 +22,7 @@ from django.utils.translation import gettext_lazy
 from django_countries import countries
 
 from leadcockpit.accounts.models import User
+from leadcockpit.core.bulk import insert
 from leadcockpit.leads.models import (
     Campaign,
     Channel,
@@ -214,10 +216,23 @@ def read_datetime(value):
     return parsed
 
 
+@functools.cache
+def _country_names():
+    """Country codes by their English and German names and codes, lower-cased; built once per process."""
+    from django.utils import translation
+
+    lookup = {}
+    for language in ("en", "de"):
+        with translation.override(language):
+            for code, name in countries:
+                lookup[str(name).lower()] = code
+    lookup.update({code.lower(): code for code, _name in countries})
+    lookup.update({"uk": "GB", "usa": "US", "united states of america": "US", "deutschland": "DE"})
+    return lookup
+
+
 def read_country(value):
-    if len(value) == 2 and value.upper() in dict(countries):
-        return value.upper()
-    code = countries.by_name(value) or countries.by_name(value, language="de")
+    code = _country_names().get(value.lower())
     if not code:
         raise CellError(_("is not a country name or code"))
     return code
@@ -594,9 +609,38 @@ class Row:
     errors: list = field(default_factory=list)
 
 
-def parse_row(kind, header, mapping, number, cells):
+@dataclass
+class Plan:
+    """A mapping compiled once per job: per mapped column, its position, target, reader, and for attributes the
+    name and the case-folded spellings to use."""
+
+    kind: str
+    header: list
+    columns: list  # (position, target, read, attribute name, canonical spellings)
+
+
+def compile_plan(kind, header, mapping):
+    allowed = targets_of(kind)
+    canon = mapping.get("canon", {})
+    columns = []
+    for position, entry in enumerate(mapping["columns"]):
+        target = entry.get("target")
+        if not target:
+            continue
+        if target == ATTRIBUTE:
+            name = entry.get("name") or attribute_name(header[position])
+            columns.append(
+                (position, target, read_attribute(entry["type"]), name, canon.get(str(position), {}))
+            )
+        else:
+            columns.append((position, target, allowed[target].parse, None, None))
+    return Plan(kind, header, columns)
+
+
+def parse_row(plan, number, cells):
     """The values of one row by target, or the errors that reject it."""
     row = Row(number, cells)
+    header = plan.header
     if len(cells) != len(header):
         extra = cells[len(header) :]
         if len(cells) > len(header) and not any(c.strip() for c in extra):
@@ -607,31 +651,27 @@ def parse_row(kind, header, mapping, number, cells):
                 % {"cells": len(cells), "header": len(header)}
             )
             return row
-    allowed = targets_of(kind)
-    canon = mapping.get("canon", {})
-    for position, entry in enumerate(mapping["columns"]):
-        target = entry.get("target")
-        if not target:
-            continue
+    for position, target, read, name, canon in plan.columns:
         raw = cells[position].strip()
+        if not raw or raw.lower() in PLACEHOLDERS:
+            continue
         if "\x00" in raw:
             row.errors.append(_("“%(column)s” contains a NUL character") % {"column": header[position]})
             continue
-        if not raw or raw.lower() in PLACEHOLDERS:
-            continue
         try:
-            if target == ATTRIBUTE:
-                value = read_attribute(entry["type"])(raw)
-                if isinstance(value, str):
-                    value = canon.get(str(position), {}).get(value.casefold(), value)
-                row.attributes[entry.get("name") or attribute_name(header[position])] = value
+            if name is None:
+                row.values[target] = read(raw)
             else:
-                row.values[target] = allowed[target].parse(raw)
+                value = read(raw)
+                if canon and isinstance(value, str):
+                    value = canon.get(value.casefold(), value)
+                row.attributes[name] = value
         except CellError as exc:
             row.errors.append(f"“{header[position]}” {exc}: {raw[:80]}")
     if not row.errors:
-        for group in REQUIRED[kind]:
+        for group in REQUIRED[plan.kind]:
             if not any(code in row.values for code in group):
+                allowed = targets_of(plan.kind)
                 labels = _(" or ").join(str(allowed[code].label) for code in group)
                 row.errors.append(_("needs %(fields)s") % {"fields": labels})
     return row
@@ -750,13 +790,15 @@ def _companies(rows):
             by_name[company.name.lower()] = company
         else:
             for key in ["domain", *COMPANY_FIELDS]:
-                if key in values and getattr(company, key) != values[key]:
+                current = getattr(company, key)
+                current = getattr(current, "code", current)  # a Country compares by its code
+                if key in values and current != values[key]:
                     setattr(company, key, values[key])
                     if company.pk:
                         changed[company.pk] = company
         result[row.number] = company
     if new:
-        Company.objects.bulk_create(list(new.values()))
+        insert(new.values())
     if changed:
         Company.objects.bulk_update(list(changed.values()), ["domain", *COMPANY_FIELDS])
     return {number: company.pk for number, company in result.items()}
@@ -861,8 +903,8 @@ def _write_leads(rows, *, now):
         else:
             result.unchanged += 1
     if new:
-        Lead.objects.bulk_create(new)
-        StageChange.objects.bulk_create(
+        insert(new)
+        insert(
             StageChange(lead_id=lead.pk, to_stage_id="mgl", system_actor="import", reason="imported", at=now)
             for lead in new
         )
@@ -1109,11 +1151,12 @@ def create_job(*, kind, filename, data, by, preset=None):
 def preview(job, mapping, limit=PREVIEW_ROWS):
     """The first rows as the import would read them: values by column and each row's messages."""
     csv_file = open_file(job)
+    plan = compile_plan(job.kind, csv_file.header, mapping)
     rows = []
     for number, cells in csv_file.rows():
         if len(rows) >= limit:
             break
-        rows.append(parse_row(job.kind, csv_file.header, mapping, number, cells))
+        rows.append(parse_row(plan, number, cells))
     return rows
 
 
@@ -1188,7 +1231,8 @@ def _run_chunk(job, mapping, header, chunk, next_row):
         locked = ImportJob.objects.select_for_update().filter(pk=job.pk).only("next_row", "status").first()
         if locked is None or locked.status != ImportJob.Status.RUNNING or locked.next_row != job.next_row:
             return False
-        parsed = [parse_row(job.kind, header, mapping, number, cells) for number, cells in chunk]
+        plan = compile_plan(job.kind, header, mapping)
+        parsed = [parse_row(plan, number, cells) for number, cells in chunk]
         good = [row for row in parsed if not row.errors]
         result = write_chunk(job.kind, good, now=now) if good else ChunkResult()
         rejected = [(row, "; ".join(row.errors)) for row in parsed if row.errors] + result.rejected
