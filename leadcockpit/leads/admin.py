@@ -1,11 +1,29 @@
 import uuid
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.core.paginator import Paginator
+from django.template.response import TemplateResponse
 from django.utils.functional import cached_property
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
-from .models import Campaign, Channel, Company, Lead, LifecycleStage, SalesActivity, StageChange, Touchpoint
+from leadcockpit.accounts.roles import Role, role_of
+
+from .actions import MergeRefused, merge_into_oldest
+from .models import (
+    Campaign,
+    Channel,
+    Company,
+    Lead,
+    LeadMerge,
+    LifecycleStage,
+    SalesActivity,
+    StageChange,
+    Touchpoint,
+)
+
+MERGE_AT_MOST = 20  # leads in one admin merge: a person checks each row of the confirmation
 
 
 class CappedCountPaginator(Paginator):
@@ -73,6 +91,20 @@ class StageChangeInline(admin.TabularInline):
 
     def has_add_permission(self, request, obj=None):
         return False  # the lifecycle trail is written by the cockpit, not edited by hand
+
+
+class LeadMergeInline(admin.TabularInline):
+    model = LeadMerge
+    fk_name = "lead"
+    extra = 0
+    can_delete = False
+    fields = ["at", "merged_lead_id", "email", "external_id", "actor", "system_actor", "reason"]
+    readonly_fields = fields
+    ordering = ["-at"]
+    verbose_name_plural = _("merged into this lead")
+
+    def has_add_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(Lead)
@@ -143,9 +175,63 @@ class LeadAdmin(ScopedAdmin):
             {"fields": ["fit_score", "interest_score", "score", "band", "temperature", "grade", "scored_at"]},
         ),
     ]
-    inlines = [StageChangeInline]
+    inlines = [StageChangeInline, LeadMergeInline]
+    actions = ["merge_selected"]
     # Owner and deal value are sales data: only admins change them here (marketing reads them).
     sales_fields = ["owner", "deal_value"]
+
+    def has_merge_permission(self, request):
+        """Merging deletes leads and moves sales history: admins only (marketing may edit leads, not merge)."""
+        return role_of(request.user) == Role.ADMIN
+
+    @admin.action(description=_("Merge selected leads into the oldest"), permissions=["merge"])
+    def merge_selected(self, request, queryset):
+        """First a confirmation page listing the leads (the oldest kept), then, on its POST, the merge."""
+        leads = list(
+            queryset.select_related("stage", "owner").order_by("created_at", "pk")[: MERGE_AT_MOST + 1]
+        )
+        if len(leads) < 2:
+            self.message_user(request, _("Select at least two leads to merge."), messages.WARNING)
+            return None
+        if len(leads) > MERGE_AT_MOST:
+            self.message_user(
+                request,
+                _("Merge at most %(n)d leads at a time.") % {"n": MERGE_AT_MOST},
+                messages.ERROR,
+            )
+            return None
+        if request.POST.get("post") == "yes":
+            reason = request.POST.get("reason", "").strip()[:500] or "merged in the admin"
+            try:
+                merges = merge_into_oldest(
+                    lead_ids=[lead.pk for lead in leads], by=request.user, reason=reason
+                )
+            except MergeRefused as exc:
+                self.message_user(
+                    request, _("Nothing was merged: %(why)s") % {"why": exc.message}, messages.ERROR
+                )
+                return None
+            self.message_user(
+                request,
+                ngettext(
+                    "%(count)d lead was merged into %(lead)s.",
+                    "%(count)d leads were merged into %(lead)s.",
+                    len(merges),
+                )
+                % {"count": len(merges), "lead": leads[0].display_name},
+                messages.SUCCESS,
+            )
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Merge leads"),
+            "opts": self.model._meta,
+            "leads": leads,
+            "keep": leads[0],
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, "admin/leads/lead/merge_confirmation.html", context)
 
     def get_readonly_fields(self, request, obj=None):
         fields = list(super().get_readonly_fields(request, obj))
@@ -196,6 +282,32 @@ class StageChangeAdmin(ScopedAdmin):
     list_select_related = ["lead", "from_stage", "to_stage", "actor"]
     search_fields = ["^lead__email"]
     ordering = ["-id"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description=_("by"))
+    def actor_display(self, obj):
+        return obj.actor_display
+
+
+@admin.register(LeadMerge)
+class LeadMergeAdmin(admin.ModelAdmin):
+    """The record of merges, read-only: made by the merge action, the ingest and the merge_duplicates command."""
+
+    list_display = ["at", "lead", "merged_lead_id", "email", "external_id", "actor_display", "reason"]
+    list_filter = ["system_actor"]
+    list_select_related = ["lead", "actor"]
+    search_fields = ["=merged_lead_id", "^email", "=external_id", "^lead__email"]
+    ordering = ["-at", "-id"]
+    show_full_result_count = False
+    paginator = CappedCountPaginator
 
     def has_add_permission(self, request):
         return False

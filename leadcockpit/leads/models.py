@@ -5,6 +5,7 @@ import uuid
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -21,6 +22,72 @@ PROPERTIES_MAX_BYTES = 2048
 def normalise_email(email: str) -> str:
     """The one spelling of an address that uniqueness is judged on: trimmed and lower-cased."""
     return (email or "").strip().lower()
+
+
+# "Same person" is judged on a canonical address, stricter than normalise_email only where the provider is known to
+# deliver several spellings to one mailbox: Gmail ignores dots and a +tag in the local part (googlemail.com is the
+# same service); these consumer providers document +tag sub-addressing. A company's own domain is left alone: its
+# mail server may treat "a.b" and "ab", or "x+y", as different people, and a wrong merge is worse than a missed one.
+GMAIL_DOMAINS = ("gmail.com", "googlemail.com")
+PLUS_TAG_DOMAINS = (
+    "outlook.com",
+    "outlook.de",
+    "hotmail.com",
+    "hotmail.de",
+    "live.com",
+    "icloud.com",
+    "me.com",
+    "mac.com",
+    "fastmail.com",
+    "proton.me",
+    "protonmail.com",
+)
+
+
+def canonical_email(email: str) -> str:
+    """The address as the mailbox sees it: Gmail without dots and +tag, listed providers without +tag, else as is.
+
+    Must agree with canonical_email_sql() (a property test holds them equal), which the lookup index is built on.
+    """
+    email = normalise_email(email)
+    local, at, domain = email.partition("@")
+    if not at:
+        return email
+    if domain in GMAIL_DOMAINS:
+        return local.split("+", 1)[0].replace(".", "") + "@gmail.com"
+    if domain in PLUS_TAG_DOMAINS:
+        return local.split("+", 1)[0] + "@" + domain
+    return email
+
+
+def canonical_email_domains_q():
+    """Leads whose address canonical_email may change: only these can share a canonical address with another."""
+    q = Q()
+    for domain in GMAIL_DOMAINS + PLUS_TAG_DOMAINS:
+        q |= Q(email__endswith="@" + domain)
+    return q
+
+
+def canonical_email_sql():
+    """canonical_email() of the stored (already normalised) address as an SQL expression, for the index on it."""
+    from django.db.models import Case, F, Value, When
+    from django.db.models.functions import Concat, Left, Replace, StrIndex, Substr
+    from django.db.models.lookups import GreaterThan, In
+
+    at = StrIndex(F("email"), Value("@"))
+    local = Left(F("email"), at - 1)
+    domain = Substr(F("email"), at + 1)
+    plus = StrIndex(local, Value("+"))
+    untagged = Case(When(GreaterThan(plus, 0), then=Left(local, plus - 1)), default=local)
+    return Case(
+        When(
+            In(domain, list(GMAIL_DOMAINS)),
+            then=Concat(Replace(untagged, Value("."), Value("")), Value("@gmail.com")),
+        ),
+        When(In(domain, list(PLUS_TAG_DOMAINS)), then=Concat(untagged, Value("@"), domain)),
+        default=F("email"),
+        output_field=models.CharField(),
+    )
 
 
 def validate_properties_size(value):
@@ -424,6 +491,10 @@ class Lead(models.Model):
             models.Index(fields=["last_name", "id"], name="lead_name_idx"),
             models.Index(fields=["stage", "stage_changed_at"], name="lead_stage_idx"),
             models.Index(fields=["owner", "created_at"], name="lead_owner_idx"),
+            # Finds a lead by another spelling of its address (see canonical_email); only where spellings vary.
+            models.Index(
+                canonical_email_sql(), condition=canonical_email_domains_q(), name="lead_canonical_email_idx"
+            ),
         ]
         constraints = [
             models.CheckConstraint(
@@ -701,6 +772,61 @@ class StageChange(models.Model):
 
     def __str__(self):
         return f"{self.from_stage_id or '—'} → {self.to_stage_id}"
+
+    @property
+    def actor_display(self):
+        return str(self.actor) if self.actor_id else self.system_actor
+
+
+class LeadMerge(models.Model):
+    """A duplicate lead folded into another: what it was, who merged it, why; its activity now lives on `lead`."""
+
+    lead = models.ForeignKey(
+        Lead, verbose_name=_("kept lead"), on_delete=models.CASCADE, db_index=False, related_name="merges"
+    )
+    merged_lead_id = models.BigIntegerField(_("merged lead's id"), unique=True)
+    email = models.EmailField(_("merged lead's email"), max_length=254, blank=True)
+    external_id = models.CharField(_("merged lead's external id"), max_length=100, blank=True)
+    snapshot = models.JSONField(
+        _("merged lead's fields"), encoder=DjangoJSONEncoder, help_text=_("The duplicate as it was.")
+    )
+    moved = models.JSONField(
+        _("rows moved"), encoder=DjangoJSONEncoder, default=dict, help_text=_("Per related table, how many.")
+    )
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("by"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    system_actor = models.CharField(
+        _("by system"),
+        max_length=30,
+        blank=True,
+        help_text=_("The component that merged when no user did."),
+    )
+    reason = models.CharField(_("reason"), max_length=500, blank=True)
+    at = models.DateTimeField(_("at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("lead merge")
+        verbose_name_plural = _("lead merges")
+        indexes = [
+            models.Index(fields=["lead", "at"], name="leadmerge_lead_idx"),
+            # Events naming a merged lead's former address or external id find the lead it went into.
+            models.Index(fields=["email"], condition=~Q(email=""), name="leadmerge_email_idx"),
+            models.Index(fields=["external_id"], condition=~Q(external_id=""), name="leadmerge_external_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(actor__isnull=False) | ~Q(system_actor=""), name="leadmerge_has_actor"
+            ),
+        ]
+
+    def __str__(self):
+        return f"#{self.merged_lead_id} → #{self.lead_id}"
 
     @property
     def actor_display(self):
