@@ -194,3 +194,70 @@ def test_the_export_keeps_payloads_as_text_and_formulas_inert(client_for, hostil
     assert PAYLOADS[2][:100] in text  # CSV is text, not markup: kept as sent, quoted where needed
     assert "\n=" not in text
     assert ",=" not in text
+
+
+@pytest.fixture
+def hostile_import(client_for, marketer, django_capture_on_commit_callbacks, tasks_in_process):
+    """Leads imported from a CSV whose every cell is a payload: names, title, company, region and attributes,
+    plus rows that are rejected with their payloads quoted in the reason."""
+    import csv
+    import io
+
+    from leadcockpit.capture.models import ImportJob
+
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["Email", "First name", "Last name", "Job title", "Company", "Region", "Note", "Phone"])
+    for index, payload in enumerate(PAYLOADS):
+        writer.writerow([f"imported{index}@firma.example", *[payload[:100]] * 6, payload[:40]])
+        writer.writerow([payload[:200], payload[:100], "", "", "", "", "", ""])  # rejected: no email
+    client = client_for(marketer)
+    upload = io.BytesIO(out.getvalue().encode())
+    upload.name = f"{PAYLOADS[0]}.csv"
+    response = client.post(reverse("capture:imports"), {"kind": "leads", "file": upload})
+    assert response.status_code == 302
+    job = ImportJob.objects.get()
+    assert_inert(client.get(response.url))  # the mapping and preview
+    mapping = {}
+    for position, entry in enumerate(job.mapping["columns"]):
+        mapping[f"c{position}_target"] = entry["target"]
+        mapping[f"c{position}_type"] = entry.get("type", "text")
+        mapping[f"c{position}_provenance"] = entry.get("provenance", "marketing")
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(response.url, {**mapping, "action": "start"})
+    job.refresh_from_db()
+    assert (job.created, job.rejected) == (len(PAYLOADS), len(PAYLOADS))
+    return job
+
+
+def test_imported_payloads_render_inert_on_every_page_fragment_admin_view_and_report(
+    client_for, hostile_import, marketer, admin_user
+):
+    job = hostile_import
+    lead = Lead.objects.get(email="imported0@firma.example")
+    assert lead.attributes["note"] == PAYLOADS[0]
+    client = client_for(marketer)
+    for url, extra in [
+        (reverse("capture:imports"), {}),
+        (reverse("capture:import_detail", args=[job.pk]), {}),
+        (reverse("capture:import_progress", args=[job.pk]), {"HTTP_HX_REQUEST": "true"}),
+        (reverse("leads:list"), {}),
+        (reverse("leads:list"), {"HTTP_HX_REQUEST": "true"}),
+        (reverse("leads:detail", args=[lead.pk]), {}),
+        (reverse("scoring:lead_score", args=[lead.pk]), {"HTTP_HX_REQUEST": "true"}),
+    ]:
+        assert_inert(client.get(url, **extra))
+    admin = client_for(admin_user)
+    for url in [
+        reverse("admin:leads_lead_change", args=[lead.pk]),
+        reverse("admin:leads_company_changelist"),
+        reverse("admin:capture_importjob_changelist"),
+        reverse("admin:capture_importjob_change", args=[job.pk]),
+    ]:
+        assert_inert(admin.get(url))
+
+    for url in [reverse("capture:import_report", args=[job.pk]), reverse("leads:export")]:
+        text = b"".join(client_for(marketer).get(url).streaming_content).decode("utf-8-sig")
+        assert PAYLOADS[2][:100] in text  # kept as text
+        assert "\n=" not in text
+        assert ",=" not in text

@@ -8,7 +8,7 @@ from django.db import transaction
 from django.utils.translation import gettext_lazy as _
 
 from .middleware import MAX_ORIGIN_LENGTH
-from .models import ApiKey
+from .models import ApiKey, ImportJob, ImportPreset
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -139,3 +139,40 @@ class ApiKeyAdmin(admin.ModelAdmin):
         for key in queryset:
             key.revoke()
         self.message_user(request, _("Revoked."), messages.SUCCESS)
+
+
+@admin.register(ImportPreset)
+class ImportPresetAdmin(admin.ModelAdmin):
+    """Saved column mappings; the mapping is edited as JSON here and made on the import page."""
+
+    list_display = ["name", "kind", "created_by", "created_at"]
+    list_filter = ["kind"]
+    readonly_fields = ["created_by", "created_at"]
+
+
+@admin.register(ImportJob)
+class ImportJobAdmin(admin.ModelAdmin):
+    """Imports are read here; they are made and run on the import page."""
+
+    list_display = [
+        "filename",
+        "kind",
+        "status",
+        "total_rows",
+        "created",
+        "updated",
+        "rejected",
+        "created_at",
+    ]
+    list_filter = ["kind", "status"]
+    fields = list_display[:-1] + ["unchanged", "next_row", "error", "created_by", "created_at", "finished_at"]
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).defer("content")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
