@@ -263,7 +263,7 @@ def _merge_locked(keep, dup, *, by, system, reason):
 
     if not keep.email and dup.email:
         take("email", dup.email)
-    if keep.external_id is None and dup.external_id:
+    if not keep.external_id and dup.external_id:
         take("external_id", dup.external_id)
     for field in FILL_IF_BLANK:
         if not getattr(keep, field) and getattr(dup, field):
