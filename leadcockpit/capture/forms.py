@@ -53,7 +53,7 @@ class MappingForm(forms.Form):
             entry = columns[position] if position < len(columns) else {}
             prefix = f"c{position}"
             self.fields[f"{prefix}_target"] = forms.ChoiceField(
-                label=name, choices=choices, required=False, initial=entry.get("target", "")
+                label=_("Goes to"), choices=choices, required=False, initial=entry.get("target", "")
             )
             names = [f"{prefix}_target"]
             if job.kind == ImportKind.LEADS:

@@ -466,5 +466,7 @@ def routing(*, leads, touchpoints, seed, reset, out, **options):
     }
 
 
-from . import bench_ingest  # noqa: E402, F401 - registers the "ingest" area
-from . import bench_import  # noqa: E402, F401 - registers the "import" area
+from . import (
+    bench_import,  # noqa: E402, F401 - registers the "import" area
+    bench_ingest,  # noqa: E402, F401 - registers the "ingest" area
+)

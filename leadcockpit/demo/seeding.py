@@ -22,7 +22,7 @@ from django.db import connection, transaction
 
 from leadcockpit.accounts.models import Team, User
 from leadcockpit.accounts.roles import Role, sync_role_groups
-from leadcockpit.core.fixtures import load_reference_data
+from leadcockpit.core.fixtures import load_import_presets, load_reference_data
 from leadcockpit.leads.models import Campaign, Company, Lead, SalesActivity, StageChange, Touchpoint
 from leadcockpit.scoring.defaults import create_default_model
 from leadcockpit.scoring.models import ScoreChange
@@ -1008,10 +1008,12 @@ PHONE_PREFIX = {
 
 
 def ensure_reference_data():
-    """Channels, lifecycle stages and role groups, as the migrations load them (a flushed database lacks them)."""
+    """Channels, lifecycle stages, role groups and import presets, as the migrations load them (a flushed
+    database lacks them)."""
     load_reference_data(apps, "channels.json")
     load_reference_data(apps, "lifecycle_stages.json")
     sync_role_groups(apps)
+    load_import_presets(apps)
 
 
 def demo_routing():

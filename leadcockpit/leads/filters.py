@@ -66,7 +66,8 @@ class LeadFilter(django_filters.FilterSet):
                 filter_.extra["empty_label"] = _("All")
 
     def search(self, queryset, name, value):
-        """Email prefix, or first/last name prefix, or company name prefix (each served by an index)."""
+        """Email prefix, or first/last name prefix, or company name prefix, or the exact external id (each served
+        by an index)."""
         term = value.strip()
         if not term:
             return queryset
@@ -84,4 +85,5 @@ class LeadFilter(django_filters.FilterSet):
             | Q(first_name__istartswith=term)
             | Q(email__startswith=term.lower())
             | Q(company_id__in=companies)
+            | Q(external_id=term)
         )
