@@ -1,5 +1,6 @@
 """English and German: the browser's language by default, a switcher, localised dates and numbers."""
 
+import io
 from datetime import UTC as utc
 from datetime import datetime, timedelta
 
@@ -60,3 +61,37 @@ def test_lifecycle_and_choice_labels_are_translated(client_for, marketer):
     german = client_for(marketer).get(reverse("leads:detail", args=[lead.pk]), HTTP_ACCEPT_LANGUAGE="de").text
     assert "SQL – Sales Qualified Lead" in german
     assert "Budget freigegeben" in german
+
+
+def test_the_import_page_and_its_excel_advice_are_in_german(client_for, marketer):
+    client = client_for(marketer)
+    page = client.get(reverse("capture:imports"), HTTP_ACCEPT_LANGUAGE="de").text
+    for text in ["Import aus CSV", "CSV-Datei", "Hochladen und Spalten zuordnen", "Letzte Importe"]:
+        assert text in page
+    workbook = io.BytesIO(b"PK\x03\x04\x14\x00\x08\x08" + bytes(range(256)) * 4)
+    workbook.name = "Leads.csv"
+
+    response = client.post(
+        reverse("capture:imports"), {"kind": "leads", "file": workbook}, HTTP_ACCEPT_LANGUAGE="de"
+    )
+
+    assert response.status_code == 422
+    assert "Dies ist eine Excel-Arbeitsmappe, keine CSV-Datei" in response.text
+    assert "„CSV UTF-8 (durch Trennzeichen getrennt)“" in response.text
+    assert "Excel workbook" not in response.text
+
+
+def test_the_mapping_and_the_preview_of_an_import_are_in_german(client_for, marketer):
+    client = client_for(marketer)
+    upload = io.BytesIO(b"email;first_name\nkeine-adresse;Mia\n")
+    upload.name = "leads.csv"
+    response = client.post(
+        reverse("capture:imports"), {"kind": "leads", "file": upload}, HTTP_ACCEPT_LANGUAGE="de"
+    )
+    assert response.status_code == 302
+
+    page = client.get(response.url, HTTP_ACCEPT_LANGUAGE="de").text
+
+    for text in ["1 Zeile", "durch Semikolon getrennt", "Vorschau der ersten Zeilen", "wird abgelehnt"]:
+        assert text in page
+    assert "ist keine E-Mail-Adresse" in page
