@@ -14,7 +14,7 @@ from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
 from leadcockpit.accounts.decorators import role_required
-from leadcockpit.lib.csv_safe import cell
+from leadcockpit.lib.csv_safe import Echo, cell
 from leadcockpit.lib.keyset import paginate
 
 from .access import get_lead_for_user
@@ -77,15 +77,8 @@ def lead_detail(request, pk):
     return render(request, template, context)
 
 
-class _Echo:
-    """A file-like object whose write returns the line, so csv.writer can feed a streaming response."""
-
-    def write(self, value):
-        return value
-
-
 def _csv_response(lines, filename):
-    """A streamed CSV download; the lines come from a csv.writer over _Echo."""
+    """A streamed CSV download; the lines come from a csv.writer over Echo."""
     response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}-{timezone.localdate():%Y-%m-%d}.csv"'
     return response
@@ -118,7 +111,7 @@ def lead_export(request):
     fields = [field for field, _label in EXPORT_COLUMNS]
     # Translated now, in the request's language: the rows are written after the view has returned.
     header = [str(label) for _field, label in EXPORT_COLUMNS]
-    writer = csv.writer(_Echo())
+    writer = csv.writer(Echo())
 
     def rows():
         yield "\ufeff" + writer.writerow(header)  # BOM: Excel reads UTF-8
@@ -225,7 +218,7 @@ def activity_export(request):
             _("Next follow-up"),
         )
     ]
-    writer = csv.writer(_Echo())
+    writer = csv.writer(Echo())
 
     def when(value):
         return value.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S")  # a text Excel reads as a date and time
