@@ -1,15 +1,16 @@
 """Ingest: store tracked events exactly once, attach them to their leads, and have those leads rescored."""
 
+import json
 import logging
 from dataclasses import dataclass
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Case, Value, When
 from django.utils import timezone
 
 from leadcockpit.leads.actions import MergeRefused, leads_by_email, leads_by_external_id, merge_into_oldest
 from leadcockpit.leads.models import Lead, StageChange, Touchpoint, canonical_email, normalise_email
-from leadcockpit.scoring.actions import mark_dirty
+from leadcockpit.scoring.actions import mark_dirty, rescore_soon
 
 log = logging.getLogger(__name__)
 
@@ -20,8 +21,123 @@ class IngestResult:
     duplicates: int = 0
 
 
-@transaction.atomic
 def ingest(*, events, now=None) -> IngestResult:
+    """Store validated events (EventIn) once each, by client event id; see _ingest for the rules.
+
+    On PostgreSQL, events whose leads are already known by their exact address or external id (nearly all
+    of them) are stored by one set-based statement (_ingest_known); anything else (a new or differently spelt
+    address, a former one of a merged lead, an address and an external id naming two leads) goes the full way.
+    """
+    if connection.vendor == "postgresql" and events:
+        result = _ingest_known(events=events, now=now or timezone.now())
+        if result is not None:
+            return result
+    return _ingest(events=events, now=now)
+
+
+# One statement, so atomic on its own (autocommit): resolve each event's lead by exact address or external id,
+# refuse the whole set (inserting nothing) if any event needs more than that, else insert the touchpoints once
+# each by client event id, join identified visitors' anonymous history to their leads, and mark the leads dirty.
+# Mirrors _ingest: the first of an event id in a batch wins, the last identification of a visitor wins.
+INGEST_KNOWN_SQL = """
+WITH e AS (
+    SELECT * FROM jsonb_to_recordset(%(events)s::jsonb) AS e(
+        idx int, event_id uuid, kind text, occurred_at timestamptz, url text, referrer text, title text,
+        search_terms text, utm_source text, utm_medium text, utm_campaign text, visitor_id text,
+        session_id text, email text, external_id text, properties jsonb)
+), r AS (
+    SELECT e.*, by_email.id AS email_lead, by_external.id AS external_lead,
+           CASE WHEN e.email <> '' THEN by_email.id ELSE by_external.id END AS lead_id,
+           EXISTS (SELECT 1 FROM leads_touchpoint t WHERE t.client_event_id = e.event_id) AS seen
+    FROM e
+    -- Index lookups per event: "email <> ''" lets the planner use the partial unique index on email.
+    LEFT JOIN LATERAL (
+        SELECT id FROM leads_lead WHERE e.email <> '' AND email <> '' AND email = e.email
+    ) by_email ON TRUE
+    LEFT JOIN LATERAL (
+        SELECT id FROM leads_lead WHERE e.external_id <> '' AND external_id = e.external_id
+    ) by_external ON TRUE
+), needs_more AS (
+    SELECT 1 FROM r
+    WHERE (email <> '' AND email_lead IS NULL)
+       OR (email <> '' AND external_lead IS NOT NULL AND external_lead <> email_lead)
+       OR (email = '' AND external_id <> '' AND external_lead IS NULL)
+    LIMIT 1
+), first AS (
+    SELECT DISTINCT ON (event_id) * FROM r WHERE NOT seen ORDER BY event_id, idx
+), identified AS (
+    SELECT DISTINCT ON (visitor_id) visitor_id, lead_id FROM first
+    WHERE visitor_id <> '' AND lead_id IS NOT NULL ORDER BY visitor_id, idx DESC
+), fresh AS (
+    SELECT first.*, COALESCE(first.lead_id, identified.lead_id) AS final_lead
+    FROM first LEFT JOIN identified ON first.lead_id IS NULL AND identified.visitor_id = first.visitor_id
+    WHERE NOT EXISTS (SELECT 1 FROM needs_more)
+), inserted AS (
+    INSERT INTO leads_touchpoint (
+        client_event_id, lead_id, visitor_id, session_id, kind, url, referrer, page_title, search_terms,
+        utm_source, utm_medium, utm_campaign, occurred_at, received_at, properties)
+    SELECT event_id, final_lead, visitor_id, session_id, kind, url, referrer, title, search_terms,
+           utm_source, utm_medium, utm_campaign, occurred_at, %(now)s, properties
+    FROM fresh ORDER BY idx
+    ON CONFLICT (client_event_id) DO NOTHING
+    RETURNING lead_id
+), joined AS (
+    -- Rows locked in id order, and dirty marks written in lead order: concurrent requests never deadlock.
+    UPDATE leads_touchpoint t SET lead_id = waiting.lead_id
+    FROM (
+        SELECT anonymous.id, identified.lead_id
+        FROM leads_touchpoint anonymous JOIN identified ON anonymous.visitor_id = identified.visitor_id
+        WHERE anonymous.lead_id IS NULL AND NOT EXISTS (SELECT 1 FROM needs_more)
+        ORDER BY anonymous.id FOR UPDATE OF anonymous
+    ) waiting
+    WHERE t.id = waiting.id
+    RETURNING t.lead_id
+), dirty AS (
+    INSERT INTO scoring_dirtylead (lead_id, marked_at)
+    SELECT lead_id, %(now)s FROM (SELECT DISTINCT lead_id FROM inserted WHERE lead_id IS NOT NULL) touched
+    ORDER BY lead_id
+    ON CONFLICT (lead_id) DO NOTHING
+)
+SELECT EXISTS (SELECT 1 FROM needs_more), (SELECT count(*) FROM inserted),
+       (SELECT count(*) FROM inserted WHERE lead_id IS NOT NULL), (SELECT count(*) FROM joined)
+"""
+
+
+def _ingest_known(*, events, now):
+    """The set-based path: an IngestResult, or None when some event needs the full path (nothing written)."""
+    rows = [
+        {
+            "idx": index,
+            "event_id": str(e.event_id),
+            "kind": e.type,
+            "occurred_at": e.occurred_at.isoformat(),
+            "url": e.url,
+            "referrer": e.referrer,
+            "title": e.title,
+            "search_terms": e.search_terms,
+            "utm_source": e.utm_source,
+            "utm_medium": e.utm_medium,
+            "utm_campaign": e.utm_campaign,
+            "visitor_id": e.visitor_id,
+            "session_id": e.session_id,
+            "email": normalise_email(e.email),
+            "external_id": e.external_id,
+            "properties": e.properties,
+        }
+        for index, e in enumerate(events)
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(INGEST_KNOWN_SQL, {"events": json.dumps(rows), "now": now})
+        needs_more, accepted, with_lead, _joined = cursor.fetchone()
+    if needs_more:
+        return None
+    if with_lead:
+        rescore_soon()
+    return IngestResult(accepted=accepted, duplicates=len(events) - accepted)
+
+
+@transaction.atomic
+def _ingest(*, events, now=None) -> IngestResult:
     """Store validated events (EventIn) once each, by client event id, in one transaction.
 
     An event names its lead by email (an unknown address becomes a new lead, an MGL) or by external id; a

@@ -34,6 +34,12 @@ def mark_dirty(*, lead_ids):
     transaction.on_commit(_enqueue_dirty)
 
 
+def rescore_soon():
+    """Ask a worker to rescore the dirty leads after the current transaction commits (at once in autocommit),
+    for callers that marked them in SQL of their own."""
+    transaction.on_commit(_enqueue_dirty)
+
+
 def _enqueue_dirty(*, force=False):
     """Ask for a rescore_dirty_leads run, unless one is queued and not started yet: that one will find these
     marks too (the task forgets the flag before it claims). Ingest marks leads on every request; one message
