@@ -1,12 +1,14 @@
 """Ingest: store tracked events exactly once, attach them to their leads, and have those leads rescored."""
 
-import json
 import logging
+import weakref
 from dataclasses import dataclass
 
+import psycopg
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Case, Value, When
 from django.utils import timezone
+from psycopg.types.json import Jsonb
 
 from leadcockpit.leads.actions import MergeRefused, leads_by_email, leads_by_external_id, merge_into_oldest
 from leadcockpit.leads.models import Lead, StageChange, Touchpoint, canonical_email, normalise_email
@@ -103,6 +105,9 @@ SELECT EXISTS (SELECT 1 FROM needs_more), (SELECT count(*) FROM inserted),
 """
 
 
+_PREPARED = weakref.WeakSet()  # connections set up to prepare the statement below once, with a generic plan
+
+
 def _ingest_known(*, events, now):
     """The set-based path: an IngestResult, or None when some event needs the full path (nothing written)."""
     rows = [
@@ -126,8 +131,17 @@ def _ingest_known(*, events, now):
         }
         for index, e in enumerate(events)
     ]
-    with connection.cursor() as cursor:
-        cursor.execute(INGEST_KNOWN_SQL, {"events": json.dumps(rows), "now": now})
+    # A server-side prepared statement with one generic plan: planning it afresh (2.4 ms) cost twice as much
+    # as running it. Django opens its connections with prepared statements off (prepare_threshold None) and
+    # binds on the client, so its own queries are never prepared: turning them on here affects only ours.
+    connection.ensure_connection()
+    raw = connection.connection
+    with connection.wrap_database_errors, psycopg.Cursor(raw) as cursor:
+        if raw not in _PREPARED:
+            raw.prepare_threshold = 0
+            cursor.execute("SET plan_cache_mode = force_generic_plan")
+            _PREPARED.add(raw)
+        cursor.execute(INGEST_KNOWN_SQL, {"events": Jsonb(rows), "now": now}, prepare=True)
         needs_more, accepted, with_lead, _joined = cursor.fetchone()
     if needs_more:
         return None

@@ -1,6 +1,5 @@
 """The ingest API (django-ninja): one event or a batch of up to 500, authenticated by a source's API key."""
 
-import functools
 import json
 import time
 from datetime import datetime, timedelta
@@ -16,8 +15,9 @@ from django.http import JsonResponse
 from django.utils import timezone
 from ninja import NinjaAPI, Schema, Status
 from ninja.security import APIKeyHeader
-from pydantic import Field, ValidationError, WithJsonSchema, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, WithJsonSchema, field_validator, model_validator
 
+from leadcockpit.core.redis import client as redis_client
 from leadcockpit.leads.models import PROPERTIES_MAX_BYTES, Touchpoint
 
 from . import actions
@@ -66,7 +66,7 @@ def body_too_large(request, exc):
     )
 
 
-class EventIn(Schema):
+class EventIn(BaseModel):
     """One tracked event. Name its lead by email or external id, or send a visitor id alone (anonymous)."""
 
     event_id: UUID = Field(description="Client-made UUID; a replay with the same id changes nothing.")
@@ -170,22 +170,12 @@ class Throttled(Schema):
     retry_after: int
 
 
-@functools.cache
-def _redis():
-    """Redis for the rate windows, or None without REDIS_URL (then the cache counts, e.g. in local memory)."""
-    if not settings.REDIS_URL:
-        return None
-    import redis
-
-    return redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=1)
-
-
 def _over_limit(key, events):
     """Whether this key has sent more than its share this second (a fixed one-second window in Redis).
     With Redis away the limit is not enforced: losing events would be worse than a burst."""
     window = f"leadcockpit:ingest-rate:{key.pk}:{int(time.time())}"
     try:
-        if client := _redis():
+        if client := redis_client():
             # One round trip on every request; the cache API would take three (add, then exists and incr).
             count = client.pipeline(transaction=False).incrby(window, events).expire(window, 2).execute()[0]
         else:

