@@ -667,7 +667,10 @@ def parse_row(plan, number, cells):
                     value = canon.get(value.casefold(), value)
                 row.attributes[name] = value
         except CellError as exc:
-            row.errors.append(f"“{header[position]}” {exc}: {raw[:80]}")
+            row.errors.append(
+                _("“%(column)s” %(problem)s: %(value)s")
+                % {"column": header[position], "problem": exc, "value": raw[:80]}
+            )
     if not row.errors:
         for group in REQUIRED[plan.kind]:
             if not any(code in row.values for code in group):
