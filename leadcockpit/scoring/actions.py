@@ -25,6 +25,7 @@ STALE_JOB_AFTER = timezone.timedelta(minutes=5)
 # the sweep enqueues regardless), so a lost message delays rescoring by seconds, never for good.
 DIRTY_ENQUEUED = "leadcockpit:scoring:rescore-dirty-enqueued"
 DIRTY_ENQUEUED_TTL = 10
+RESCORE_GATHER_S = 0.3
 
 
 def mark_dirty(*, lead_ids):
@@ -51,7 +52,8 @@ def _enqueue_dirty(*, force=False):
     try:
         if not _set_flag() and not force:
             return
-        tasks.rescore_dirty_leads.delay()
+        # Starting a moment later lets one run take the marks of every event in that moment, not one each.
+        tasks.rescore_dirty_leads.apply_async(countdown=RESCORE_GATHER_S)
     except Exception:  # noqa: BLE001 - Redis may be away; the periodic sweep finds the rows
         log.warning("could not enqueue rescore_dirty_leads; the sweep will pick the leads up", exc_info=True)
 
