@@ -168,7 +168,8 @@ def _preview(job, mapping):
     rows = []
     for row in importing.preview(job, mapping):
         shown = [(allowed[code].label, value) for code, value in row.values.items()]
-        rows.append({"row": row, "values": shown[:8], "more": len(shown) - 8 + len(row.attributes)})
+        shown += list(row.attributes.items())  # kept attributes under their own names
+        rows.append({"row": row, "values": shown[:8], "more": max(0, len(shown) - 8)})
     return rows
 
 
