@@ -474,3 +474,15 @@ def test_the_campaign_a_lead_came_from_is_found_by_name(
     )
     assert (job.created, job.rejected) == (1, 1)
     assert Lead.objects.get(email="w@x.example").campaign.name == "Autumn webinar"
+
+
+def test_a_number_too_large_for_an_attribute_rejects_its_row_and_the_rest_import(
+    importer, django_capture_on_commit_callbacks
+):
+    job = run_import(
+        importer, "email;score\na@x.example;1e400\nb@x.example;2\n", django_capture_on_commit_callbacks
+    )
+
+    assert (job.status, job.created, job.rejected) == (ImportJob.Status.DONE, 1, 1)
+    assert "is not a number" in ImportRejection.objects.get(row_number=2).reason
+    assert Lead.objects.get().attributes == {"score": 2.0}

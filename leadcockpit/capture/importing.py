@@ -4,6 +4,7 @@ file changes nothing."""
 
 import functools
 import logging
+import math
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -255,7 +256,10 @@ def read_domain(value):
 def read_attribute(kind):
     def parse(value):
         if kind == "number":
-            return float(read_number(value))
+            number = float(read_number(value))
+            if not math.isfinite(number):  # 1e400: a Decimal, but no float and no JSON number
+                raise CellError(_("is not a number"))
+            return number
         if kind == "boolean":
             return read_boolean(value)
         return read_text(TEXT_ATTRIBUTE_MAX)(value)
