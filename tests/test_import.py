@@ -486,3 +486,18 @@ def test_a_number_too_large_for_an_attribute_rejects_its_row_and_the_rest_import
     assert (job.status, job.created, job.rejected) == (ImportJob.Status.DONE, 1, 1)
     assert "is not a number" in ImportRejection.objects.get(row_number=2).reason
     assert Lead.objects.get().attributes == {"score": 2.0}
+
+
+def test_a_nul_character_after_the_first_64_kb_rejects_its_row_and_the_rest_import(
+    importer, django_capture_on_commit_callbacks
+):
+    rows = "".join(f"u{n}@x.example,hello\n" for n in range(5000))  # past the part checked for binary data
+    data = f'email,note\n{rows}z@x.example,"a\x00b"\nlast@x.example,bye\n'
+
+    job = run_import(importer, data, django_capture_on_commit_callbacks)
+
+    assert (job.status, job.created, job.rejected) == (ImportJob.Status.DONE, 5001, 1)
+    rejection = ImportRejection.objects.get()
+    assert (rejection.row_number, rejection.cells) == (5002, ["z@x.example", "ab"])
+    assert "NUL" in rejection.reason
+    assert importer.get(reverse("capture:import_report", args=[job.pk])).status_code == 200

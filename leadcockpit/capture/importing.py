@@ -1070,7 +1070,13 @@ def _write_campaigns(rows, *, now):
     for channel in Channel.objects.all():
         for spelling in (channel.code, channel.name_en, channel.name_de):
             channels[spelling.lower()] = channel.pk
-    existing = {c.name.lower(): c for c in Campaign.objects.filter(name__in=[r.values["name"] for r in rows])}
+    existing = {
+        c.name.lower(): c
+        for c in Campaign.objects.annotate(lowered=Lower("name")).filter(
+            lowered__in=[r.values["name"].lower() for r in rows]
+        )
+    }
+    # Stored as slugs: look them up as the rows will store them, or a collision ends the job in an IntegrityError.
     utms = dict(
         Campaign.objects.filter(
             utm_campaign__in=[r.values["utm_campaign"] for r in rows if "utm_campaign" in r.values]
@@ -1246,7 +1252,11 @@ def _run_chunk(job, mapping, header, chunk, next_row):
         ImportRejection.objects.bulk_create(
             [
                 ImportRejection(
-                    job_id=job.pk, row_number=row.number, reason=reason[:2000], cells=row.cells[:200]
+                    job_id=job.pk,
+                    row_number=row.number,
+                    reason=reason[:2000],
+                    # PostgreSQL's jsonb cannot hold NUL; the reason names the cell that had one.
+                    cells=[cell.replace("\x00", "") for cell in row.cells[:200]],
                 )
                 for row, reason in rejected
             ],
