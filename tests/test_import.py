@@ -501,3 +501,22 @@ def test_a_nul_character_after_the_first_64_kb_rejects_its_row_and_the_rest_impo
     assert (rejection.row_number, rejection.cells) == (5002, ["z@x.example", "ab"])
     assert "NUL" in rejection.reason
     assert importer.get(reverse("capture:import_report", args=[job.pk])).status_code == 200
+
+
+def test_two_columns_kept_as_the_same_attribute_are_refused_rather_than_one_overwriting_the_other(importer):
+    upload(importer, "email,Lead Origin,lead-origin\na@x.example,web,mail\n")
+    job = ImportJob.objects.get()
+
+    response = importer.post(
+        reverse("capture:import_detail", args=[job.pk]), {**mapping_post(job), "action": "start"}
+    )
+
+    assert response.status_code == 422
+    assert "would both be kept as attribute" in response.content.decode()
+    job.refresh_from_db()
+    assert job.status == ImportJob.Status.MAPPING
+    response = importer.post(
+        reverse("capture:import_detail", args=[job.pk]),
+        {**mapping_post(job, c2_target=""), "action": "start"},
+    )
+    assert response.status_code == 302

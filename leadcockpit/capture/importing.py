@@ -696,7 +696,7 @@ def canonical_spellings(csv_file, mapping):
         for position in columns:
             if position < len(cells):
                 value = cells[position].strip()
-                if value:
+                if value and "\x00" not in value:  # such a cell is rejected, and jsonb cannot hold it
                     spellings = counts[position].setdefault(value.casefold(), {})
                     spellings[value] = spellings.get(value, 0) + 1
     canon = {}
