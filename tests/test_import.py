@@ -520,3 +520,28 @@ def test_two_columns_kept_as_the_same_attribute_are_refused_rather_than_one_over
         {**mapping_post(job, c2_target=""), "action": "start"},
     )
     assert response.status_code == 302
+
+
+def test_a_campaign_whose_utm_belongs_to_another_is_rejected_and_the_rest_import(
+    importer, django_capture_on_commit_callbacks
+):
+    CampaignFactory(name="Spring", utm_campaign="spring-promo")
+    data = (
+        "name;channel;start;utm\n"
+        "Other;email;2026-01-01;Spring Promo\n"  # slugged, it is Spring's
+        "Third;email;2026-01-01;third\n"
+        "Fourth;email;2026-01-01;THIRD\n"  # slugged, it is the new Third's
+        "spring;webinar;2026-01-01;\n"  # Spring itself, in another case: its start moves
+    )
+
+    job = run_import(importer, data, django_capture_on_commit_callbacks, kind="campaign_costs")
+
+    assert (job.status, job.created, job.updated, job.rejected) == (ImportJob.Status.DONE, 1, 1, 2)
+    assert dict(ImportRejection.objects.values_list("row_number", "reason")) == {
+        2: "its UTM campaign belongs to “Spring”",
+        4: "its UTM campaign belongs to “Third”",
+    }
+    assert sorted(Campaign.objects.values_list("name", "utm_campaign")) == [
+        ("Spring", "spring-promo"),
+        ("Third", "third"),
+    ]

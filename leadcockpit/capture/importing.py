@@ -566,12 +566,21 @@ def check_mapping(kind, header, mapping):
         return [_("The mapping does not fit the file's columns.")]
     chosen = {}
     attributes = 0
+    attribute_columns = {}
     for position, entry in enumerate(columns):
         target = entry.get("target", "")
         if not target:
             continue
         if target == ATTRIBUTE and kind == ImportKind.LEADS:
             attributes += 1
+            name = entry.get("name") or attribute_name(header[position])
+            # "Lead Origin" and "lead-origin" are one name: the later column would silently overwrite the other.
+            if name in attribute_columns:
+                errors.append(
+                    _("Columns “%(first)s” and “%(second)s” would both be kept as attribute “%(name)s”.")
+                    % {"first": header[attribute_columns[name]], "second": header[position], "name": name}
+                )
+            attribute_columns.setdefault(name, position)
             if entry.get("type") not in ATTRIBUTE_TYPES or entry.get("provenance") not in PROVENANCES:
                 errors.append(
                     _("Column “%(column)s”: choose a type and who enters it.") % {"column": header[position]}
@@ -1079,7 +1088,9 @@ def _write_campaigns(rows, *, now):
     # Stored as slugs: look them up as the rows will store them, or a collision ends the job in an IntegrityError.
     utms = dict(
         Campaign.objects.filter(
-            utm_campaign__in=[r.values["utm_campaign"] for r in rows if "utm_campaign" in r.values]
+            utm_campaign__in=[
+                slugify(r.values["utm_campaign"])[:100] for r in rows if "utm_campaign" in r.values
+            ]
         ).values_list("utm_campaign", "name")
     )
     for row in rows:
@@ -1118,6 +1129,8 @@ def _write_campaigns(rows, *, now):
             for key in changed:
                 setattr(campaign, key, v[key])
             campaign.save(update_fields=changed)
+            if v.get("utm_campaign"):
+                utms[v["utm_campaign"]] = campaign.name
             result.updated += 1
         else:
             result.unchanged += 1
