@@ -128,3 +128,26 @@ def test_events_naming_a_merged_leads_former_address_or_id_reach_the_kept_lead()
         assert actions.ingest(events=[event]).accepted == 1
 
     assert set(Touchpoint.objects.values_list("lead_id", flat=True)) == {kept.pk}
+
+
+def test_an_address_with_a_merged_leads_former_id_merges_the_leads_on_both_paths():
+    from leadcockpit.leads.actions import merge_leads
+
+    known = LeadFactory(email="anna@firma.example")
+    kept = LeadFactory(external_id="crm-kept")
+    gone = LeadFactory(email="old@firma.example", external_id="crm-gone")
+    merge_leads(keep=kept, duplicate=gone, system="test", reason="same person")
+    event = EventIn.model_validate(
+        {
+            "event_id": str(uuid.uuid4()),
+            "type": "page_view",
+            "occurred_at": timezone.now().isoformat(),
+            "email": known.email,
+            "external_id": "crm-gone",
+        }
+    )
+
+    assert actions.ingest(events=[event]).accepted == 1
+
+    survivor = Lead.objects.get(pk__in=[known.pk, kept.pk])  # the two are one lead now, as _ingest makes them
+    assert Touchpoint.objects.get().lead_id == survivor.pk

@@ -64,6 +64,9 @@ WITH e AS (
     WHERE (email <> '' AND email_lead IS NULL)
        OR (email <> '' AND external_lead IS NOT NULL AND external_lead <> email_lead)
        OR (email = '' AND external_id <> '' AND external_lead IS NULL)
+       -- An address and the former id of a merged lead: the full path merges the two leads.
+       OR (email <> '' AND external_id <> '' AND external_lead IS NULL
+           AND EXISTS (SELECT 1 FROM leads_leadmerge m WHERE m.external_id <> '' AND m.external_id = r.external_id))
     LIMIT 1
 ), first AS (
     SELECT DISTINCT ON (event_id) * FROM r WHERE NOT seen ORDER BY event_id, idx
