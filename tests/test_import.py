@@ -545,3 +545,32 @@ def test_a_campaign_whose_utm_belongs_to_another_is_rejected_and_the_rest_import
         ("Spring", "spring-promo"),
         ("Third", "third"),
     ]
+
+
+def test_a_wide_file_keeps_at_most_the_allowed_attributes_by_guess_and_can_be_started(
+    importer, django_capture_on_commit_callbacks
+):
+    header = "email," + ",".join(f"col{n}" for n in range(120))
+    data = header + "\na@x.example," + ",".join("1" for _n in range(120)) + "\n"
+
+    job = run_import(importer, data, django_capture_on_commit_callbacks)
+
+    assert (job.status, job.created) == (ImportJob.Status.DONE, 1)
+    assert len(Lead.objects.get().attributes) == importing.MAX_ATTRIBUTES
+
+
+def test_a_file_with_more_columns_than_the_mapping_form_can_post_is_refused_with_a_message(importer):
+    columns = importing.MAX_COLUMNS + 1
+    data = (
+        "email,"
+        + ",".join(f"col{n}" for n in range(columns - 1))
+        + "\na@x.example"
+        + "," * (columns - 1)
+        + "\n"
+    )
+
+    response = upload(importer, data)
+
+    assert response.status_code == 422
+    assert f"The file has {columns} columns" in response.content.decode()
+    assert not ImportJob.objects.exists()

@@ -35,7 +35,7 @@ from leadcockpit.leads.models import (
     Touchpoint,
     normalise_email,
 )
-from leadcockpit.lib.csvread import CsvFile, decode, read_csv
+from leadcockpit.lib.csvread import CsvFile, NotReadable, decode, read_csv
 from leadcockpit.scoring.actions import mark_dirty
 
 from .models import ImportJob, ImportKind, ImportPreset, ImportRejection
@@ -56,6 +56,8 @@ PROVENANCES = {
     "id": gettext_lazy("An identifier, not a signal"),
 }
 MAX_ATTRIBUTES = 80
+# The mapping form posts up to three fields a column, under Django's DATA_UPLOAD_MAX_NUMBER_FIELDS (1,000).
+MAX_COLUMNS = 300
 TEXT_ATTRIBUTE_MAX = 200
 EVENT_NAMESPACE = uuid.UUID("0f3d7a52-5a8e-4b0e-9f55-6c1b8f1e2d40")
 TRUE = {"yes", "y", "true", "1", "ja", "j", "x", "wahr", "on"}
@@ -533,7 +535,7 @@ def guess_mapping(kind, header, samples_by_column, preset=None):
     """A mapping for every column: the preset's entry by header, else a target whose name or synonym matches,
     else (for leads) an attribute of a guessed type, else ignored."""
     by_header = {_squash(name): entry for name, entry in ((preset.mapping if preset else {}) or {}).items()}
-    used, columns = set(), []
+    used, columns, attributes = set(), [], 0
     for position, name in enumerate(header):
         entry = by_header.get(_squash(name))
         if entry is None:
@@ -546,7 +548,9 @@ def guess_mapping(kind, header, samples_by_column, preset=None):
                     entry = {"target": target.code}
                     break
             else:
-                if kind == ImportKind.LEADS and not name.startswith("("):
+                # Beyond the most one may keep, a guess would only make the user leave columns out by hand.
+                if kind == ImportKind.LEADS and not name.startswith("(") and attributes < MAX_ATTRIBUTES:
+                    attributes += 1
                     entry = {
                         "target": ATTRIBUTE,
                         "type": guess_type(samples_by_column[position]),
@@ -1153,6 +1157,13 @@ def open_file(job):
 def create_job(*, kind, filename, data, by, preset=None):
     """An ImportJob for an uploaded file, waiting for its mapping; NotReadable if the file is no usable CSV."""
     csv_file = read_csv(data)
+    if len(csv_file.header) > MAX_COLUMNS:
+        raise NotReadable(
+            _(
+                "The file has %(n)d columns; at most %(max)d can be imported. Please remove the columns you do not need."
+            )
+            % {"n": len(csv_file.header), "max": MAX_COLUMNS}
+        )
     samples = [[] for _column in csv_file.header]
     for count, (_number, cells) in enumerate(csv_file.rows()):
         if count >= 50:
