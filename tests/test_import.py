@@ -574,3 +574,20 @@ def test_a_file_with_more_columns_than_the_mapping_form_can_post_is_refused_with
     assert response.status_code == 422
     assert f"The file has {columns} columns" in response.content.decode()
     assert not ImportJob.objects.exists()
+
+
+def test_a_sales_activity_finds_its_rep_whatever_the_case_of_the_username_or_address(
+    importer, django_capture_on_commit_callbacks
+):
+    lead = LeadFactory(external_id="CRM-9")
+    rep = UserFactory(role="sales rep", username="Anna.Schmidt", email="Anna.Schmidt@Solvaro.example")
+    data = (
+        "External ID,Kind,Date,Rep\n"
+        "CRM-9,Call,05.03.2026 14:00,Anna.Schmidt\n"
+        "CRM-9,Meeting,06.03.2026 10:00,anna.schmidt@solvaro.example\n"
+    )
+
+    job = run_import(importer, data, django_capture_on_commit_callbacks, kind="sales_activities")
+
+    assert (job.created, job.rejected) == (2, 0)
+    assert set(SalesActivity.objects.filter(lead=lead).values_list("rep", flat=True)) == {rep.pk}

@@ -1030,9 +1030,15 @@ def _write_sales_activities(rows, *, now):
     lead_ids = _lead_ids(rows)
     reps = {r.values["rep"].lower() for r in rows if "rep" in r.values}
     rep_ids = {}
-    for pk, username, email in User.objects.filter(
-        Q(username__in=reps) | Q(email__in=reps), groups__name__in=["sales rep", "sales manager", "admin"]
-    ).values_list("pk", "username", "email"):
+    # Matched without regard to case on both sides: "Anna.Schmidt" in the database is "anna.schmidt" in reps.
+    for pk, username, email in (
+        User.objects.annotate(username_lower=Lower("username"), email_lower=Lower("email"))
+        .filter(
+            Q(username_lower__in=reps) | Q(email_lower__in=reps),
+            groups__name__in=["sales rep", "sales manager", "admin"],
+        )
+        .values_list("pk", "username", "email")
+    ):
         rep_ids[username.lower()] = pk
         if email:
             rep_ids.setdefault(email.lower(), pk)
