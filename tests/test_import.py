@@ -508,7 +508,8 @@ def test_two_columns_kept_as_the_same_attribute_are_refused_rather_than_one_over
     job = ImportJob.objects.get()
 
     response = importer.post(
-        reverse("capture:import_detail", args=[job.pk]), {**mapping_post(job), "action": "start"}
+        reverse("capture:import_detail", args=[job.pk]),
+        {**mapping_post(job, c2_target="attribute"), "action": "start"},
     )
 
     assert response.status_code == 422
@@ -591,3 +592,21 @@ def test_a_sales_activity_finds_its_rep_whatever_the_case_of_the_username_or_add
 
     assert (job.created, job.rejected) == (2, 0)
     assert set(SalesActivity.objects.filter(lead=lead).values_list("rep", flat=True)) == {rep.pk}
+
+
+def test_columns_that_would_share_an_attribute_name_are_not_guessed_into_a_refused_mapping(
+    importer, django_capture_on_commit_callbacks
+):
+    data = "email,Email,EMAIL,Lead Origin,lead-origin\na@x.example,b@x.example,c@x.example,web,mail\n"
+
+    job = run_import(importer, data, django_capture_on_commit_callbacks)
+
+    assert [entry["target"] for entry in job.mapping["columns"]] == [
+        "email",
+        "attribute",
+        "",
+        "attribute",
+        "",
+    ]
+    assert (job.status, job.created) == (ImportJob.Status.DONE, 1)
+    assert Lead.objects.get().attributes == {"email": "b@x.example", "lead_origin": "web"}

@@ -535,7 +535,7 @@ def guess_mapping(kind, header, samples_by_column, preset=None):
     """A mapping for every column: the preset's entry by header, else a target whose name or synonym matches,
     else (for leads) an attribute of a guessed type, else ignored."""
     by_header = {_squash(name): entry for name, entry in ((preset.mapping if preset else {}) or {}).items()}
-    used, columns, attributes = set(), [], 0
+    used, columns, attribute_names = set(), [], set()
     for position, name in enumerate(header):
         entry = by_header.get(_squash(name))
         if entry is None:
@@ -549,8 +549,15 @@ def guess_mapping(kind, header, samples_by_column, preset=None):
                     break
             else:
                 # Beyond the most one may keep, a guess would only make the user leave columns out by hand.
-                if kind == ImportKind.LEADS and not name.startswith("(") and attributes < MAX_ATTRIBUTES:
-                    attributes += 1
+                # Nor guess a second column into an attribute name taken ("Email" after "email"): check_mapping
+                # would refuse the guess.
+                if (
+                    kind == ImportKind.LEADS
+                    and not name.startswith("(")
+                    and len(attribute_names) < MAX_ATTRIBUTES
+                    and attribute_name(name) not in attribute_names
+                ):
+                    attribute_names.add(attribute_name(name))
                     entry = {
                         "target": ATTRIBUTE,
                         "type": guess_type(samples_by_column[position]),
