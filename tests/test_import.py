@@ -477,7 +477,7 @@ def test_the_campaign_a_lead_came_from_is_found_by_name(
 
 
 def test_a_number_too_large_for_an_attribute_rejects_its_row_and_the_rest_import(
-    importer, django_capture_on_commit_callbacks
+    importer, tasks_in_process, django_capture_on_commit_callbacks
 ):
     job = run_import(
         importer, "email;score\na@x.example;1e400\nb@x.example;2\n", django_capture_on_commit_callbacks
@@ -489,7 +489,7 @@ def test_a_number_too_large_for_an_attribute_rejects_its_row_and_the_rest_import
 
 
 def test_a_nul_character_after_the_first_64_kb_rejects_its_row_and_the_rest_import(
-    importer, django_capture_on_commit_callbacks
+    importer, tasks_in_process, django_capture_on_commit_callbacks
 ):
     rows = "".join(f"u{n}@x.example,hello\n" for n in range(5000))  # past the part checked for binary data
     data = f'email,note\n{rows}z@x.example,"a\x00b"\nlast@x.example,bye\n'
@@ -524,7 +524,7 @@ def test_two_columns_kept_as_the_same_attribute_are_refused_rather_than_one_over
 
 
 def test_a_campaign_whose_utm_belongs_to_another_is_rejected_and_the_rest_import(
-    importer, django_capture_on_commit_callbacks
+    importer, tasks_in_process, django_capture_on_commit_callbacks
 ):
     CampaignFactory(name="Spring", utm_campaign="spring-promo")
     data = (
@@ -549,7 +549,7 @@ def test_a_campaign_whose_utm_belongs_to_another_is_rejected_and_the_rest_import
 
 
 def test_a_wide_file_keeps_at_most_the_allowed_attributes_by_guess_and_can_be_started(
-    importer, django_capture_on_commit_callbacks
+    importer, tasks_in_process, django_capture_on_commit_callbacks
 ):
     header = "email," + ",".join(f"col{n}" for n in range(120))
     data = header + "\na@x.example," + ",".join("1" for _n in range(120)) + "\n"
@@ -578,7 +578,7 @@ def test_a_file_with_more_columns_than_the_mapping_form_can_post_is_refused_with
 
 
 def test_a_sales_activity_finds_its_rep_whatever_the_case_of_the_username_or_address(
-    importer, django_capture_on_commit_callbacks
+    importer, tasks_in_process, django_capture_on_commit_callbacks
 ):
     lead = LeadFactory(external_id="CRM-9")
     rep = UserFactory(role="sales rep", username="Anna.Schmidt", email="Anna.Schmidt@Solvaro.example")
@@ -595,7 +595,7 @@ def test_a_sales_activity_finds_its_rep_whatever_the_case_of_the_username_or_add
 
 
 def test_columns_that_would_share_an_attribute_name_are_not_guessed_into_a_refused_mapping(
-    importer, django_capture_on_commit_callbacks
+    importer, tasks_in_process, django_capture_on_commit_callbacks
 ):
     data = "email,Email,EMAIL,Lead Origin,lead-origin\na@x.example,b@x.example,c@x.example,web,mail\n"
 
