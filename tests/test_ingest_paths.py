@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from leadcockpit.capture import actions
 from leadcockpit.capture.api import EventIn
+from leadcockpit.capture.models import Visitor
 from leadcockpit.leads.models import Lead, Touchpoint
 from leadcockpit.scoring.models import DirtyLead
 
@@ -29,7 +30,8 @@ def _state():
         key=str,
     )
     dirty = sorted(DirtyLead.objects.values_list("lead__email", flat=True))
-    return touchpoints, dirty, sorted(Lead.objects.values_list("email", flat=True))
+    visitors = sorted(Visitor.objects.values_list("visitor_id", "lead__email"))
+    return touchpoints, dirty, sorted(Lead.objects.values_list("email", flat=True)), visitors
 
 
 def _events(rng, leads, replays):
@@ -88,6 +90,29 @@ def test_the_set_based_and_the_full_ingest_leave_the_same_state(seed):
         actions._ingest(events=events)  # move on from the same state
         replays += raw
     assert any(o[0][0] for o in outcomes)
+
+
+def test_a_visitor_identified_earlier_brings_later_anonymous_visits_to_their_lead():
+    lead = LeadFactory()
+    now = timezone.now().isoformat()
+
+    def visit(**who):
+        event = {
+            "event_id": str(uuid.uuid4()),
+            "type": "page_view",
+            "occurred_at": now,
+            "visitor_id": "v-7",
+            **who,
+        }
+        return EventIn.model_validate(event)
+
+    actions.ingest(events=[visit()])  # anonymous
+    actions.ingest(events=[visit(email=lead.email)])  # identifies; the earlier visit joins
+    actions.ingest(events=[visit()])  # a later page view: the lead's, not anonymous
+    actions._ingest(events=[visit()])  # the full path agrees
+
+    assert list(Touchpoint.objects.values_list("lead_id", flat=True).distinct()) == [lead.pk]
+    assert Visitor.objects.get().lead == lead
 
 
 def test_an_event_for_a_known_lead_is_one_prepared_statement_and_no_orm_query(django_assert_num_queries):

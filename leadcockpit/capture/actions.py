@@ -14,6 +14,8 @@ from leadcockpit.leads.actions import MergeRefused, leads_by_email, leads_by_ext
 from leadcockpit.leads.models import Lead, StageChange, Touchpoint, canonical_email, normalise_email
 from leadcockpit.scoring.actions import mark_dirty, rescore_soon
 
+from .models import Visitor
+
 log = logging.getLogger(__name__)
 
 
@@ -49,7 +51,8 @@ WITH e AS (
         session_id text, email text, external_id text, properties jsonb)
 ), r AS (
     SELECT e.*, by_email.id AS email_lead, by_external.id AS external_lead,
-           CASE WHEN e.email <> '' THEN by_email.id ELSE by_external.id END AS lead_id,
+           CASE WHEN e.email <> '' THEN by_email.id WHEN e.external_id <> '' THEN by_external.id
+                ELSE known.lead_id END AS lead_id,
            EXISTS (SELECT 1 FROM leads_touchpoint t WHERE t.client_event_id = e.event_id) AS seen
     FROM e
     -- Index lookups per event: "email <> ''" lets the planner use the partial unique index on email.
@@ -59,6 +62,10 @@ WITH e AS (
     LEFT JOIN LATERAL (
         SELECT id FROM leads_lead WHERE e.external_id <> '' AND external_id = e.external_id
     ) by_external ON TRUE
+    LEFT JOIN LATERAL (
+        SELECT lead_id FROM capture_visitor
+        WHERE e.email = '' AND e.external_id = '' AND e.visitor_id <> '' AND visitor_id = e.visitor_id
+    ) known ON TRUE
 ), needs_more AS (
     SELECT 1 FROM r
     WHERE (email <> '' AND email_lead IS NULL)
@@ -83,7 +90,7 @@ WITH e AS (
         utm_source, utm_medium, utm_campaign, occurred_at, received_at, properties)
     SELECT event_id, final_lead, visitor_id, session_id, kind, url, referrer, title, search_terms,
            utm_source, utm_medium, utm_campaign, occurred_at, %(now)s, properties
-    FROM fresh ORDER BY idx
+    FROM fresh ORDER BY event_id  -- a fixed order: concurrent replays of one batch cannot deadlock
     ON CONFLICT (client_event_id) DO NOTHING
     RETURNING lead_id
 ), joined AS (
@@ -97,6 +104,13 @@ WITH e AS (
     ) waiting
     WHERE t.id = waiting.id
     RETURNING t.lead_id
+), visitors AS (
+    INSERT INTO capture_visitor (visitor_id, lead_id, identified_at)
+    SELECT visitor_id, lead_id, %(now)s FROM identified
+    WHERE NOT EXISTS (SELECT 1 FROM needs_more)
+    ORDER BY visitor_id
+    ON CONFLICT (visitor_id) DO UPDATE SET lead_id = EXCLUDED.lead_id, identified_at = EXCLUDED.identified_at
+    WHERE capture_visitor.lead_id <> EXCLUDED.lead_id
 ), dirty AS (
     INSERT INTO scoring_dirtylead (lead_id, marked_at)
     SELECT lead_id, %(now)s FROM (SELECT DISTINCT lead_id FROM inserted WHERE lead_id IS NOT NULL) touched
@@ -214,11 +228,20 @@ def _ingest(*, events, now=None) -> IngestResult:
     by_email = {email: merged_into.get(pk, pk) for email, pk in by_email.items()}
     by_external = {external_id: merged_into.get(pk, pk) for external_id, pk in by_external.items()}
 
+    # Visitors that identified themselves in earlier requests: their anonymous visits are their leads'.
+    known = dict(
+        Visitor.objects.filter(
+            visitor_id__in={e.visitor_id for e in fresh if e.visitor_id and not (e.email or e.external_id)}
+        ).values_list("visitor_id", "lead_id")
+    )
     touchpoints, touched, identified = [], set(), {}
     for event in fresh:
-        lead_id = (
-            by_email.get(normalise_email(event.email)) if event.email else by_external.get(event.external_id)
-        )
+        if event.email:
+            lead_id = by_email.get(normalise_email(event.email))
+        elif event.external_id:
+            lead_id = by_external.get(event.external_id)
+        else:
+            lead_id = known.get(event.visitor_id)
         if lead_id:
             touched.add(lead_id)
             if event.visitor_id:
@@ -250,6 +273,13 @@ def _ingest(*, events, now=None) -> IngestResult:
     if waiting:
         anonymous.filter(visitor_id__in=waiting).update(
             lead_id=Case(*(When(visitor_id=v, then=Value(identified[v])) for v in sorted(waiting)))
+        )
+    if identified:
+        Visitor.objects.bulk_create(
+            [Visitor(visitor_id=v, lead_id=identified[v], identified_at=now) for v in sorted(identified)],
+            update_conflicts=True,
+            unique_fields=["visitor_id"],
+            update_fields=["lead_id", "identified_at"],
         )
     mark_dirty(lead_ids=touched)
     result.accepted = len(touchpoints)

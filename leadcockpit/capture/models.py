@@ -193,3 +193,18 @@ class ImportRejection(models.Model):
 
     def __str__(self):
         return f"{self.row_number}: {self.reason}"
+
+
+class Visitor(models.Model):
+    """A browser's visitor id that has identified itself, and its lead: its later visits are the lead's too."""
+
+    visitor_id = models.CharField(_("visitor id"), max_length=64, primary_key=True)
+    lead = models.ForeignKey("leads.Lead", verbose_name=_("lead"), on_delete=models.CASCADE, related_name="+")
+    identified_at = models.DateTimeField(_("identified"))
+
+    class Meta:
+        verbose_name = _("identified visitor")
+        verbose_name_plural = _("identified visitors")
+
+    def __str__(self):
+        return self.visitor_id
