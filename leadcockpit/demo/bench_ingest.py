@@ -303,6 +303,10 @@ def ingest(*, leads, touchpoints, seed, reset, out, **options):
         f"{os.cpu_count()} CPUs, load average {load_at_start} at the start (other work shares them)"
     )
 
+    # This machine's PostgreSQL runs without autovacuum: the dirty marks of earlier runs (inserted and deleted
+    # by the hundred thousand) would leave dead index entries that every new mark has to step over.
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE scoring_dirtylead, capture_visitor, leads_touchpoint")
     app.control.purge()  # a previous run's leftover messages would keep the new worker busy
     forget_dirty_enqueued()  # ... and a flag for a purged message would hold the next one back
     worker = _start_worker()
