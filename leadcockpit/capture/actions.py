@@ -52,7 +52,10 @@ WITH e AS (
 ), r AS (
     SELECT e.*, by_email.id AS email_lead, by_external.id AS external_lead,
            CASE WHEN e.email <> '' THEN by_email.id WHEN e.external_id <> '' THEN by_external.id
-                ELSE known.lead_id END AS lead_id,
+                WHEN e.visitor_id <> '' THEN (
+                    -- a scalar subquery: one index lookup per event (as a join the planner hashed the table)
+                    SELECT lead_id FROM capture_visitor WHERE visitor_id = e.visitor_id
+                ) END AS lead_id,
            EXISTS (SELECT 1 FROM leads_touchpoint t WHERE t.client_event_id = e.event_id) AS seen
     FROM e
     -- Index lookups per event: "email <> ''" lets the planner use the partial unique index on email.
@@ -62,10 +65,6 @@ WITH e AS (
     LEFT JOIN LATERAL (
         SELECT id FROM leads_lead WHERE e.external_id <> '' AND external_id = e.external_id
     ) by_external ON TRUE
-    LEFT JOIN LATERAL (
-        SELECT lead_id FROM capture_visitor
-        WHERE e.email = '' AND e.external_id = '' AND e.visitor_id <> '' AND visitor_id = e.visitor_id
-    ) known ON TRUE
 ), needs_more AS (
     SELECT 1 FROM r
     WHERE (email <> '' AND email_lead IS NULL)
