@@ -610,3 +610,32 @@ def test_columns_that_would_share_an_attribute_name_are_not_guessed_into_a_refus
     ]
     assert (job.status, job.created) == (ImportJob.Status.DONE, 1)
     assert Lead.objects.get().attributes == {"email": "b@x.example", "lead_origin": "web"}
+
+
+def test_an_import_row_naming_two_leads_merges_them_and_other_spellings_find_their_lead(
+    importer, tasks_in_process, django_capture_on_commit_callbacks
+):
+    from leadcockpit.leads.models import LeadMerge
+
+    by_address = LeadFactory(email="max.muster@gmail.com")
+    LeadFactory(email="", external_id="CRM-1")
+    data = (
+        "Email,External ID,Job title\n"
+        "max.muster@gmail.com,CRM-1,CTO\n"
+        "Max.Muster+news@googlemail.com,,Head of IT\n"
+    )
+    job = run_import(importer, data, django_capture_on_commit_callbacks)
+
+    assert (job.created, job.updated, job.rejected) == (0, 1, 0)
+    merge = LeadMerge.objects.get()
+    assert (merge.system_actor, merge.lead_id) == ("import", by_address.pk)
+    kept = Lead.objects.get()
+    assert (kept.pk, kept.email, kept.external_id, kept.job_title) == (
+        by_address.pk,
+        "max.muster@gmail.com",
+        "CRM-1",
+        "Head of IT",
+    )
+    again = run_import(importer, data, django_capture_on_commit_callbacks)
+    assert (again.created, again.updated, again.unchanged, again.rejected) == (0, 0, 2, 0)
+    assert Lead.objects.count() == 1

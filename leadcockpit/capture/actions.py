@@ -307,19 +307,27 @@ def _merge_named_pairs(*, events, by_email, by_external):
         for e in events
         if e.email and e.external_id in by_external
     }
-    merged_into = {}
+    merged_into, _refused = merge_pairs(pairs=pairs, system="capture", reason="one event named both")
+    return merged_into
+
+
+def merge_pairs(*, pairs, system, reason):
+    """Merge each pair of lead ids (one person named two ways) into the older lead, following earlier merges.
+    Returns ({merged lead id: kept lead id}, {pair: why it was refused})."""
+    merged_into, refused = {}, {}
     for pair in sorted(pairs):
         a, b = (merged_into.get(pk, pk) for pk in pair)
         if a == b:
             continue
         try:
-            merges = merge_into_oldest(lead_ids=[a, b], system="capture", reason="one event named both")
+            merges = merge_into_oldest(lead_ids=[a, b], system=system, reason=reason)
         except MergeRefused as exc:
-            log.warning("leads %s and %s were named by one event but not merged: %s", a, b, exc.message)
+            log.warning("leads %s and %s were named as one but not merged: %s", a, b, exc.message)
+            refused[pair] = exc.message
             continue
         for merge in merges:
             for pk, kept in merged_into.items():
                 if kept == merge.merged_lead_id:
                     merged_into[pk] = merge.lead_id
             merged_into[merge.merged_lead_id] = merge.lead_id
-    return merged_into
+    return merged_into, refused

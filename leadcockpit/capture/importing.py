@@ -24,6 +24,7 @@ from django_countries import countries
 
 from leadcockpit.accounts.models import User
 from leadcockpit.core.bulk import insert
+from leadcockpit.leads.actions import leads_by_email, leads_by_external_id
 from leadcockpit.leads.models import (
     Campaign,
     Channel,
@@ -38,6 +39,7 @@ from leadcockpit.leads.models import (
 from leadcockpit.lib.csvread import CsvFile, NotReadable, decode, read_csv
 from leadcockpit.scoring.actions import mark_dirty
 
+from .actions import merge_pairs
 from .models import ImportJob, ImportKind, ImportPreset, ImportRejection
 
 log = logging.getLogger(__name__)
@@ -855,15 +857,29 @@ def _write_leads(rows, *, now):
     company_ids = _companies(rows)
     campaign_names = {r.values["campaign"] for r in rows if "campaign" in r.values}
     campaigns = _campaigns_by_name(campaign_names) if campaign_names else {}
-    emails = {r.values["email"] for r in rows if "email" in r.values}
-    externals = {r.values["external_id"] for r in rows if "external_id" in r.values}
-    existing = Lead.objects.filter(Q(email__in=emails) | Q(external_id__in=externals)).only(
-        *LEAD_FIELDS, "company_id", "campaign_id", "attributes", "created_at"
-    )
-    by_email = {lead.email: lead for lead in existing if lead.email}
-    by_external = {lead.external_id: lead for lead in existing if lead.external_id}
+    # Leads by address (also another spelling of the mailbox, or a merged lead's former one) and by external id;
+    # a row naming one lead's address and another's id says they are one person: merge them, as ingest does.
+    email_ids = leads_by_email(r.values["email"] for r in rows if "email" in r.values)
+    external_ids = leads_by_external_id(r.values["external_id"] for r in rows if "external_id" in r.values)
+    pairs = {
+        (email_ids[r.values["email"]], external_ids[r.values["external_id"]])
+        for r in rows
+        if r.values.get("email") in email_ids and r.values.get("external_id") in external_ids
+    }
+    pairs = {pair for pair in pairs if pair[0] != pair[1]}
+    merged_into, refused = merge_pairs(pairs=pairs, system="import", reason="one import row named both")
+    email_ids = {email: merged_into.get(pk, pk) for email, pk in email_ids.items()}
+    external_ids = {external: merged_into.get(pk, pk) for external, pk in external_ids.items()}
+    existing = {
+        lead.pk: lead
+        for lead in Lead.objects.filter(pk__in={*email_ids.values(), *external_ids.values()}).only(
+            *LEAD_FIELDS, "company_id", "campaign_id", "attributes", "created_at"
+        )
+    }
+    by_email = {email: existing[pk] for email, pk in email_ids.items() if pk in existing}
+    by_external = {external: existing[pk] for external, pk in external_ids.items() if pk in existing}
 
-    new, changed_fields, changed = [], set(), {}
+    new, changed_fields, changed, pending = [], set(), {}, {}
     for row in rows:
         values = dict(row.values)
         if "campaign" in values:
@@ -878,11 +894,21 @@ def _write_leads(rows, *, now):
         lead_by_email = by_email.get(values.get("email"))
         lead_by_external = by_external.get(values.get("external_id"))
         if lead_by_email and lead_by_external and lead_by_email.pk != lead_by_external.pk:
+            pair = (email_ids[values["email"]], external_ids[values["external_id"]])
+            why = refused.get(pair) or refused.get(pair[::-1]) or ""
             result.rejected.append(
-                (row, _("the email belongs to one lead and the external id to another; merge them first"))
+                (
+                    row,
+                    _("the email belongs to one lead and the external id to another: %(why)s") % {"why": why},
+                )
             )
             continue
         lead = lead_by_email or lead_by_external
+        if lead_by_email and lead.email and lead.email != values["email"]:
+            # Another spelling of the lead's mailbox, or a former address: the lead keeps its own.
+            del values["email"]
+        if lead_by_external and lead.external_id and lead.external_id != values["external_id"]:
+            del values["external_id"]  # a merged lead's former id
         if lead is None:
             lead = Lead(
                 **{
@@ -912,6 +938,14 @@ def _write_leads(rows, *, now):
         if "external_id" in values and lead.external_id and lead.external_id != values["external_id"]:
             result.rejected.append((row, _("the lead with this email has another external id")))
             continue
+        if lead.pk in pending:
+            # The same lead as an earlier row of this chunk (under another key): the later values win.
+            pending[lead.pk][0].update(values)
+            pending[lead.pk][1].update(row.attributes)
+            result.unchanged += 1
+        else:
+            pending[lead.pk] = (dict(values), dict(row.attributes), lead)
+    for values, attributes, lead in pending.values():
         dirty = False
         for key, value in values.items():
             if key == "created_at":
@@ -920,7 +954,7 @@ def _write_leads(rows, *, now):
                 setattr(lead, key, value)
                 changed_fields.add(key)
                 dirty = True
-        merged = {**lead.attributes, **row.attributes}
+        merged = {**lead.attributes, **attributes}
         if merged != lead.attributes:
             lead.attributes = merged
             changed_fields.add("attributes")
