@@ -229,3 +229,23 @@ def test_browsers_may_send_only_from_the_origins_their_key_allows(client):
         "/api/v1/events", HTTP_ORIGIN="https://evil.example"
     )
     assert Touchpoint.objects.count() == 1
+
+
+def test_a_conflict_with_concurrent_work_answers_503_with_retry_after_and_stores_nothing(
+    client, key, monkeypatch
+):
+    """Fault injection: the database refuses the write as it would when a merge deletes the lead meanwhile."""
+    from django.db import IntegrityError
+
+    from leadcockpit.capture import actions
+
+    def conflict(**kwargs):
+        raise IntegrityError('insert or update on table "leads_touchpoint" violates foreign key constraint')
+
+    monkeypatch.setattr(actions, "ingest", conflict)
+    response = post(client, "events", event(), key)
+
+    assert response.status_code == 503
+    assert response["Retry-After"] == "1"
+    assert response.json()["retry_after"] == 1
+    assert not Touchpoint.objects.exists()

@@ -1,6 +1,7 @@
 """The ingest API (django-ninja): one event or a batch of up to 500, authenticated by a source's API key."""
 
 import json
+import logging
 import time
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
@@ -11,6 +12,7 @@ from django.core.cache import cache
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
+from django.db import IntegrityError, OperationalError
 from django.http import JsonResponse
 from django.utils import timezone
 from ninja import NinjaAPI, Schema, Status
@@ -24,6 +26,7 @@ from . import actions
 from .api_docs import ReferencePage
 from .models import ApiKey
 
+log = logging.getLogger(__name__)
 PAST_WINDOW = timedelta(hours=24)
 FUTURE_WINDOW = timedelta(minutes=5)
 MAX_BATCH = 500
@@ -64,6 +67,21 @@ def body_too_large(request, exc):
         {"detail": f"The request body is larger than {limit} bytes; send a smaller batch."},
         status=413,
     )
+
+
+@api.exception_handler(IntegrityError)
+@api.exception_handler(OperationalError)
+def try_again(request, exc):
+    """A conflict with concurrent work (a lead merged or deleted under the event, a deadlock) or the database
+    briefly away: nothing was stored, so the sender retries; a tracker never sees a 500 for it."""
+    log.warning("ingest answered 503 after a database error: %s", exc, exc_info=True)
+    response = api.create_response(
+        request,
+        {"detail": "The events could not be stored just now; retry after a second.", "retry_after": 1},
+        status=503,
+    )
+    response["Retry-After"] = "1"
+    return response
 
 
 class EventIn(BaseModel):
@@ -221,7 +239,7 @@ class BatchAccepted(Accepted):
 
 # What every call may answer besides its success: the schema documents them so clients (and the fuzz test) can
 # rely on the status and body.
-ERRORS = {400: Problem, 401: Problem, 413: Problem, 422: FieldProblems, 429: Throttled}
+ERRORS = {400: Problem, 401: Problem, 413: Problem, 422: FieldProblems, 429: Throttled, 503: Throttled}
 ANSWERS = {
     "openapi_extra": {
         "responses": {
@@ -235,6 +253,9 @@ ANSWERS = {
             413: {"description": "The body is larger than the server accepts; send a smaller batch."},
             422: {"description": "The body does not match the schema; each problem names its field."},
             429: {"description": "Too many events this second; retry after retry_after seconds."},
+            503: {
+                "description": "Nothing was stored (a conflict with concurrent work); retry after retry_after seconds."
+            },
         }
     }
 }
