@@ -7,7 +7,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.http import Http404, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
+from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -19,7 +19,7 @@ from leadcockpit.accounts.decorators import role_required
 from leadcockpit.accounts.roles import Role, role_of
 from leadcockpit.leads.models import Campaign, Lead, Touchpoint
 from leadcockpit.leads.views import is_fragment_request
-from leadcockpit.lib.csv_safe import Echo, cell
+from leadcockpit.lib.csv_safe import Echo, cell, csv_download
 from leadcockpit.lib.csvread import NotReadable
 from leadcockpit.scoring.actions import mark_dirty
 
@@ -215,6 +215,4 @@ def import_report(request, pk):
                 yield writer.writerow([number, cell(reason), *(cell(value) for value in cells)])
                 last = number
 
-    response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="import-{job.pk}-rejected-rows.csv"'
-    return response
+    return csv_download(rows(), f"import-{job.pk}-rejected-rows")

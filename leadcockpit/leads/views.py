@@ -5,7 +5,6 @@ from operator import itemgetter
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.db.models import Q
-from django.http import StreamingHttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 from django.utils.translation import get_language
@@ -14,7 +13,7 @@ from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
 from leadcockpit.accounts.decorators import role_required
-from leadcockpit.lib.csv_safe import Echo, cell
+from leadcockpit.lib.csv_safe import Echo, cell, csv_download
 from leadcockpit.lib.keyset import paginate
 
 from .access import get_lead_for_user
@@ -77,13 +76,6 @@ def lead_detail(request, pk):
     return render(request, template, context)
 
 
-def _csv_response(lines, filename):
-    """A streamed CSV download; the lines come from a csv.writer over Echo."""
-    response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{filename}-{timezone.localdate():%Y-%m-%d}.csv"'
-    return response
-
-
 EXPORT_COLUMNS = [
     ("email", _("Email")),
     ("first_name", _("First name")),
@@ -124,7 +116,7 @@ def lead_export(request):
                 yield writer.writerow([cell(value) for value in values])
                 last = pk
 
-    return _csv_response(rows(), "leads")
+    return csv_download(rows(), "leads")
 
 
 # Leads per batch of the activity export, and activities per query within a batch of leads.
@@ -271,4 +263,4 @@ def activity_export(request):
                 return
             last = ids[-1]
 
-    return _csv_response(rows(), "lead-activities")
+    return csv_download(rows(), "lead-activities")

@@ -18,3 +18,13 @@ class Echo:
 
     def write(self, value):
         return value
+
+
+def csv_download(lines, filename):
+    """A streamed CSV download of lines written by a csv.writer over Echo, named `filename`-<today>.csv."""
+    from django.http import StreamingHttpResponse
+    from django.utils import timezone
+
+    response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}-{timezone.localdate():%Y-%m-%d}.csv"'
+    return response
