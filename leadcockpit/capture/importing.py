@@ -983,16 +983,11 @@ def _write_leads(rows, *, now):
 
 
 def _lead_ids(rows):
-    emails = {r.values["lead_email"] for r in rows if "lead_email" in r.values}
-    externals = {r.values["lead_external_id"] for r in rows if "lead_external_id" in r.values}
-    by_email, by_external = {}, {}
-    for pk, email, external in Lead.objects.filter(
-        Q(email__in=emails) | Q(external_id__in=externals)
-    ).values_list("pk", "email", "external_id"):
-        if email:
-            by_email[email] = pk
-        if external:
-            by_external[external] = pk
+    """{row number: lead id} for rows naming a lead, found as ingest and the lead import find leads."""
+    by_email = leads_by_email(r.values["lead_email"] for r in rows if "lead_email" in r.values)
+    by_external = leads_by_external_id(
+        r.values["lead_external_id"] for r in rows if "lead_external_id" in r.values
+    )
     found = {}
     for row in rows:
         pk = by_email.get(row.values.get("lead_email")) or by_external.get(row.values.get("lead_external_id"))
