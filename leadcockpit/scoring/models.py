@@ -1,5 +1,7 @@
 """Scoring models, their versions, criteria and thresholds, joint approval, and the score history."""
 
+import uuid
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -26,6 +28,11 @@ class ScoringModel(models.Model):
         default=list,
         blank=True,
         help_text=_("Conditions a lead must meet for this model to score it; none means every lead."),
+    )
+    review_after_days = models.PositiveSmallIntegerField(
+        _("review after (days)"),
+        default=90,
+        help_text=_("A version active for longer than this is flagged for review by marketing and sales."),
     )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
 
@@ -162,6 +169,9 @@ class Criterion(models.Model):
     version = models.ForeignKey(
         ScoringVersion, verbose_name=_("version"), on_delete=models.CASCADE, related_name="criteria"
     )
+    # The same criterion across versions: a new draft copies it, so a diff can tell "changed" from
+    # "removed and added".
+    key = models.UUIDField(_("key"), default=uuid.uuid4, editable=False)
     kind = models.CharField(_("kind"), max_length=10, choices=Kind.choices)
     position = models.PositiveSmallIntegerField(_("position"), default=0)
     label = models.CharField(_("label"), max_length=200)
@@ -246,6 +256,15 @@ class Approval(models.Model):
         settings.AUTH_USER_MODEL, verbose_name=_("approved by"), on_delete=models.PROTECT, related_name="+"
     )
     at = models.DateTimeField(_("at"), auto_now_add=True)
+    preview = models.ForeignKey(
+        "Preview",
+        verbose_name=_("evidence seen"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text=_("The what-if and backtest the approver had in front of them."),
+    )
 
     class Meta:
         verbose_name = _("approval")
@@ -388,3 +407,64 @@ class LeadSignals(models.Model):
 
     def __str__(self):
         return str(self.lead_id)
+
+
+class VersionComment(models.Model):
+    """Marketing and sales discussing a version; a rejected proposal carries its reason as such a comment."""
+
+    class Kind(models.TextChoices):
+        COMMENT = "comment", _("Comment")
+        REJECTION = "rejection", _("Rejection")
+
+    version = models.ForeignKey(
+        ScoringVersion, verbose_name=_("version"), on_delete=models.CASCADE, related_name="comments"
+    )
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("author"), on_delete=models.PROTECT, related_name="+"
+    )
+    kind = models.CharField(_("kind"), max_length=10, choices=Kind.choices, default=Kind.COMMENT)
+    text = models.TextField(_("text"), max_length=4000)
+    at = models.DateTimeField(_("at"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["at", "pk"]
+        verbose_name = _("comment")
+        verbose_name_plural = _("comments")
+
+    def __str__(self):
+        return f"{self.author}: {self.text[:40]}"
+
+
+class Preview(models.Model):
+    """A what-if and backtest of one state of a version against the active versions, computed by a worker.
+
+    `fingerprint` hashes the version's criteria and thresholds: an edit makes a new preview, and a preview whose
+    fingerprint still matches is reused while it is recent. `result` holds the figures (see whatif.py).
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Running")
+        DONE = "done", _("Done")
+        FAILED = "failed", _("Failed")
+
+    version = models.ForeignKey(
+        ScoringVersion, verbose_name=_("version"), on_delete=models.CASCADE, related_name="previews"
+    )
+    fingerprint = models.CharField(_("fingerprint"), max_length=64)
+    status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.QUEUED)
+    as_of = models.DateTimeField(_("as of"))
+    result = models.JSONField(_("result"), null=True, blank=True)
+    error = models.TextField(_("error"), blank=True)
+    seconds = models.FloatField(_("seconds"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        verbose_name = _("preview")
+        verbose_name_plural = _("previews")
+        indexes = [models.Index(fields=["version", "fingerprint", "-created_at"], name="preview_lookup_idx")]
+
+    def __str__(self):
+        return f"{self.version} @ {self.as_of:%Y-%m-%d %H:%M} ({self.get_status_display()})"
