@@ -36,3 +36,10 @@ def decay_tick():
 @shared_task(ignore_result=True, soft_time_limit=50, time_limit=60)
 def sweep_rescoring():
     actions.sweep()
+
+
+@shared_task(ignore_result=True, soft_time_limit=280, time_limit=300)
+def run_preview(preview_id):
+    from . import whatif
+
+    whatif.run_preview(preview_id)
