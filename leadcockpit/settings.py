@@ -27,6 +27,7 @@ INSTALLED_APPS = [
     "leadcockpit.leads",
     "leadcockpit.scoring",
     "leadcockpit.handover",
+    "leadcockpit.insights",
     "leadcockpit.demo",
     "django.contrib.admin",
     "django.contrib.auth",

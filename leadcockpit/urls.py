@@ -8,6 +8,7 @@ from leadcockpit.core.views import health, home
 urlpatterns = [
     path("", home, name="home"),
     path("leads/", include("leadcockpit.leads.urls")),
+    path("cockpit/", include("leadcockpit.insights.urls")),
     path("", include("leadcockpit.scoring.urls")),
     path("", include("leadcockpit.handover.urls")),
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),

@@ -20,6 +20,7 @@ def navigation(request):
         items.append(("capture", _("Import"), reverse("capture:imports")))
     if role_of(user) in (Role.MARKETING, Role.SALES_MANAGER, Role.ADMIN):
         items.append(("feedback", _("Sales feedback"), reverse("handover:feedback")))
+        items.append(("insights", _("Cockpit"), reverse("insights:cockpit")))
     if role_of(user) in (Role.SALES_MANAGER, Role.ADMIN):
         items.append(("routing", _("Routing"), reverse("handover:routing")))
     if user.is_staff:
