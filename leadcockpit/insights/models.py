@@ -221,3 +221,7 @@ class LightDaily(models.Model):
 
     def __str__(self):
         return f"{self.dim}={self.value} {self.day} {self.band}/{self.temperature}: {self.delta:+d}"
+
+
+# The attribution credits live in their own module (owned by the attribution panels); Django finds them here.
+from .models_attribution import CreditDaily, CreditFact  # noqa: E402, F401
