@@ -94,16 +94,41 @@ def test_a_proposed_version_is_immutable(client, proposed, marketer):
     assert response.status_code in (200, 403)
 
 
-def test_rollback_reactivates_an_earlier_jointly_approved_version(
+def test_rollback_is_a_new_draft_of_the_earlier_version_that_needs_both_approvals_again(
     client_for, proposed, active, marketer, manager, tasks_in_process
 ):
     actions.approve(version=proposed, by=UserFactory(role="marketing"))
     actions.approve(version=proposed, by=manager)
-    step(client_for(marketer), active, "rollback")
     active.refresh_from_db()
+    assert active.status == "retired"
+    response = step(client_for(marketer), active, "rollback")
+    draft = ScoringVersion.objects.get(model=active.model, status="draft")
+    assert (draft.number, draft.note) == (3, "Rollback to v1")
+    assert response.redirect_chain[-1][0] == reverse("scoring:version", args=[draft.pk])
+    # The draft carries v1's criteria (v2 had changed "Demo request"), and v2 stays active until it is approved.
+    assert draft.criteria.get(label="Demo request").points == active.criteria.get(label="Demo request").points
+    assert set(draft.criteria.values_list("key", flat=True)) == set(active.criteria.values_list("key", flat=True))
     proposed.refresh_from_db()
-    assert (active.status, proposed.status) == ("active", "retired")
+    active.refresh_from_db()
+    assert (active.status, proposed.status) == ("retired", "active")
+    assert not draft.approvals.exists()
+    actions.propose(version=draft, by=marketer)
+    actions.approve(version=draft, by=UserFactory(role="marketing"))
+    actions.approve(version=draft, by=manager)
+    draft.refresh_from_db()
+    proposed.refresh_from_db()
+    assert (draft.status, proposed.status) == ("active", "retired")
     assert ScoringVersion.objects.filter(model=active.model, status="active").count() == 1
+
+
+def test_a_second_draft_is_refused_and_only_retired_versions_are_rolled_back_to(
+    client_for, proposed, active, marketer, manager
+):
+    client = client_for(marketer)
+    assert "Only a retired version" in step(client, active, "rollback").text
+    actions.new_draft(model=active.model, by=marketer)
+    assert "has a draft already" in step(client, active, "draft").text
+    assert ScoringVersion.objects.filter(model=active.model, status="draft").count() == 1
 
 
 def test_progress_bar_polls_while_running_and_stops_when_done(client_for, marketer, active):

@@ -209,13 +209,13 @@ def side_of(user):
 
 
 @transaction.atomic
-def new_draft(*, model, by, from_version=None):
+def new_draft(*, model, by, from_version=None, note=""):
     """A new draft version, copying the criteria and thresholds of `from_version` (or the newest version)."""
     from .models import ScoringVersion
 
     source = from_version or model.versions.order_by("-number").first()
     number = (model.versions.order_by("-number").values_list("number", flat=True).first() or 0) + 1
-    draft = ScoringVersion.objects.create(model=model, number=number, created_by=by)
+    draft = ScoringVersion.objects.create(model=model, number=number, created_by=by, note=note)
     if source is not None:
         for name in THRESHOLD_FIELDS:
             setattr(draft, name, getattr(source, name))
@@ -262,8 +262,9 @@ def propose(*, version, by):
 
 
 @transaction.atomic
-def approve(*, version, by):
-    """Record the user's side's approval; with both sides in, activate the version and rescore every lead."""
+def approve(*, version, by, preview=None):
+    """Record the user's side's approval, with the preview they saw; with both sides in, activate the version
+    and rescore every lead."""
     from django.db import IntegrityError
     from django.utils.translation import gettext as _
 
@@ -279,13 +280,37 @@ def approve(*, version, by):
         raise WorkflowError(_("You have approved this version already; the other side must approve it."))
     try:
         with transaction.atomic():
-            Approval.objects.create(version=version, side=side, user=by)
+            Approval.objects.create(version=version, side=side, user=by, preview=preview)
     except IntegrityError:
         raise WorkflowError(_("Your side has approved this version already.")) from None
     if version.approvals.count() == 2:
         activate(
             version=version, reason=_("%(version)s activated after joint approval") % {"version": version}
         )
+    return version
+
+
+@transaction.atomic
+def reject(*, version, by, text):
+    """Send a proposed version back to draft with the reason as a comment; approvals given so far lapse."""
+    from django.utils.translation import gettext as _
+
+    from .models import ScoringVersion, VersionComment
+
+    text = (text or "").strip()
+    if side_of(by) is None:
+        raise WorkflowError(_("Only marketing and sales users reject a proposal."))
+    if not text:
+        raise WorkflowError(_("Say why you reject the proposal."))
+    # Conditional update: a version activated by the second approval meanwhile is not sent back.
+    changed = ScoringVersion.objects.filter(pk=version.pk, status=ScoringVersion.Status.PROPOSED).update(
+        status=ScoringVersion.Status.DRAFT, proposed_at=None
+    )
+    if not changed:
+        raise WorkflowError(_("Only a proposed version can be rejected."))
+    version.approvals.all().delete()
+    VersionComment.objects.create(version=version, author=by, kind=VersionComment.Kind.REJECTION, text=text)
+    version.refresh_from_db()
     return version
 
 
@@ -306,18 +331,32 @@ def activate(*, version, reason):
 
 
 @transaction.atomic
+def draft_from(*, version, by, note=""):
+    """A new draft copied from `version`, unless the model has a draft already (one draft at a time)."""
+    from django.utils.translation import gettext as _
+
+    from .models import ScoringModel, ScoringVersion
+
+    model = ScoringModel.objects.select_for_update().get(pk=version.model_id)  # two clicks make one draft
+    existing = model.versions.filter(status=ScoringVersion.Status.DRAFT).first()
+    if existing is not None:
+        raise WorkflowError(
+            _("%(model)s has a draft already (v%(number)s); change that one or let it be proposed first.")
+            % {"model": model, "number": existing.number}
+        )
+    return new_draft(model=model, by=by, from_version=version, note=note)
+
+
 def rollback(*, version, by):
-    """Re-activate a retired version (it was jointly approved when it first went live)."""
+    """Going back to a retired version is a new draft copied from it, which is proposed and approved like any
+    other: the evidence and both sides' consent are about today's leads, not those of its first approval."""
     from django.utils.translation import gettext as _
 
     from .models import ScoringVersion
 
-    version = ScoringVersion.objects.select_for_update().get(pk=version.pk)
-    if version.status != ScoringVersion.Status.RETIRED or version.approvals.count() < 2:
-        raise WorkflowError(_("Only a retired, jointly approved version can be rolled back to."))
-    return activate(
-        version=version, reason=_("Rollback to %(version)s by %(user)s") % {"version": version, "user": by}
-    )
+    if version.status != ScoringVersion.Status.RETIRED:
+        raise WorkflowError(_("Only a retired version can be rolled back to."))
+    return draft_from(version=version, by=by, note=_("Rollback to v%(number)s") % {"number": version.number})
 
 
 def explain(*, lead, as_of=None):

@@ -6,7 +6,17 @@ from leadcockpit.leads.admin import LeadAdmin
 from leadcockpit.leads.models import Lead
 
 from . import actions
-from .models import Approval, Criterion, DirtyLead, RescoreJob, ScoreChange, ScoringModel, ScoringVersion
+from .models import (
+    Approval,
+    Criterion,
+    DirtyLead,
+    Preview,
+    RescoreJob,
+    ScoreChange,
+    ScoringModel,
+    ScoringVersion,
+    VersionComment,
+)
 
 
 class VersionInline(admin.TabularInline):
@@ -24,7 +34,7 @@ class VersionInline(admin.TabularInline):
 @admin.register(ScoringModel)
 class ScoringModelAdmin(admin.ModelAdmin):
     list_display = ["name", "priority", "active_version"]
-    fields = ["name", "description", "priority", "rule"]
+    fields = ["name", "description", "priority", "rule", "review_after_days"]
     inlines = [VersionInline]
     actions = ["make_draft"]
 
@@ -36,8 +46,16 @@ class ScoringModelAdmin(admin.ModelAdmin):
     @admin.action(description=_("Start a new draft version"))
     def make_draft(self, request, queryset):
         for model in queryset:
-            draft = actions.new_draft(model=model, by=request.user)
-            self.message_user(request, _("Draft %(version)s created.") % {"version": draft})
+            newest = model.versions.order_by("-number").first()
+            try:
+                if newest is None:
+                    draft = actions.new_draft(model=model, by=request.user)
+                else:
+                    draft = actions.draft_from(version=newest, by=request.user)
+            except actions.WorkflowError as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+            else:
+                self.message_user(request, _("Draft %(version)s created.") % {"version": draft})
 
 
 class CriterionInline(admin.StackedInline):
@@ -67,7 +85,7 @@ class CriterionInline(admin.StackedInline):
 class ApprovalInline(admin.TabularInline):
     model = Approval
     extra = 0
-    fields = ["side", "user", "at"]
+    fields = ["side", "user", "at", "preview"]
     readonly_fields = fields
     can_delete = False
 
@@ -132,9 +150,49 @@ class ScoringVersionAdmin(admin.ModelAdmin):
     def approve_versions(self, request, queryset):
         self._run(request, queryset, actions.approve, _("%(version)s approved."))
 
-    @admin.action(description=_("Roll back to this version"))
+    @admin.action(description=_("Roll back to this version (as a new draft)"))
     def rollback_to_versions(self, request, queryset):
-        self._run(request, queryset, actions.rollback, _("%(version)s re-activated."))
+        self._run(request, queryset, actions.rollback, _("A draft copied from %(version)s was created."))
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Records written by the workbench's actions; the admin shows them, never edits them."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(VersionComment)
+class VersionCommentAdmin(ReadOnlyAdmin):
+    list_display = ["at", "version", "author", "kind", "text"]
+    list_filter = ["kind"]
+    list_select_related = ["version__model", "author"]
+    ordering = ["-at"]
+
+
+@admin.register(Preview)
+class PreviewAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "version", "status", "as_of", "seconds", "finished_at"]
+    list_filter = ["status"]
+    list_select_related = ["version__model"]
+    exclude = ["result"]  # the figures are read on the workbench; the JSON is long
+    readonly_fields = [
+        "version",
+        "fingerprint",
+        "status",
+        "as_of",
+        "error",
+        "seconds",
+        "created_at",
+        "finished_at",
+    ]
+    ordering = ["-created_at"]
 
 
 @admin.register(ScoreChange)
