@@ -81,6 +81,10 @@ def _criterion_spec(criterion):
     ]
 
 
+def _number(value):
+    return None if value is None else float(value)
+
+
 def fingerprint(version, criteria=None):
     """A hash of everything that decides the version's scores: criteria (in order), thresholds, the model's rule.
 
@@ -93,7 +97,9 @@ def fingerprint(version, criteria=None):
         "criteria": [
             _criterion_spec(c) for c in sorted(criteria, key=lambda c: (c.kind, c.position, c.pk or 0))
         ],
-        "thresholds": [getattr(version, name) for name in THRESHOLD_FIELDS],
+        # As floats: a version just created or assigned holds ints (100), the same one loaded from the database
+        # floats (100.0), and the two must not look like different criteria.
+        "thresholds": [_number(getattr(version, name)) for name in THRESHOLD_FIELDS],
         "rule": version.model.rule,
     }
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
