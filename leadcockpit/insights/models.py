@@ -224,4 +224,4 @@ class LightDaily(models.Model):
 
 
 # The attribution credits live in their own module (owned by the attribution panels); Django finds them here.
-from .models_attribution import CreditDaily, CreditFact  # noqa: E402, F401
+from .models_attribution import CreditDaily, CreditFact, CreditMonthly  # noqa: E402, F401

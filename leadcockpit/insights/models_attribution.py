@@ -53,10 +53,11 @@ class CreditFact(DimensionFields):
         return f"lead {self.lead_id} {self.outcome} {self.converted_on}: {self.credit_channel}/{self.credit_campaign}"
 
 
-class CreditDaily(models.Model):
-    """Credits per conversion day, outcome and credited (channel, campaign), for all leads (dim '') and per value
+class CreditSums(models.Model):
+    """Credits summed per period, outcome and credited (channel, campaign), for all leads (dim '') and per value
     of one lead dimension. c_<model>: summed weights; r_<model>: summed weight × deal value of won leads;
-    won: summed own weight of leads that are won (so won / c_own is the share of converted leads won)."""
+    won: summed own weight of leads that are won (so won / c_own is the share of converted leads won);
+    n: how many fact rows the sums hold (a row at 0 is removed)."""
 
     dim = models.CharField(_("dimension"), max_length=10, blank=True)
     value = models.CharField(_("value"), max_length=40, blank=True)
@@ -79,6 +80,14 @@ class CreditDaily(models.Model):
     r_w_shaped = models.FloatField(default=0)
     r_time_decay = models.FloatField(default=0)
     won = models.FloatField(_("won"), default=0)
+    n = models.IntegerField(_("facts"), default=0)
+
+    class Meta:
+        abstract = True
+
+
+class CreditDaily(CreditSums):
+    """Credits per conversion day (see CreditSums)."""
 
     class Meta:
         verbose_name = _("attribution day")
@@ -92,3 +101,21 @@ class CreditDaily(models.Model):
 
     def __str__(self):
         return f"{self.dim}={self.value} {self.day} {self.outcome} {self.channel}/{self.campaign}"
+
+
+class CreditMonthly(CreditSums):
+    """Credits per conversion month, `day` being the month's first (see CreditSums): a range of whole months
+    reads these, only its partial months at the edges read days."""
+
+    class Meta:
+        verbose_name = _("attribution month")
+        verbose_name_plural = _("attribution months")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["dim", "value", "day", "outcome", "channel", "campaign"],
+                name="insights_creditmonth_key",
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.dim}={self.value} {self.day:%Y-%m} {self.outcome} {self.channel}/{self.campaign}"
