@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from .fields import (
+    BOOLEAN,
     CONTAINS,
     DOMAIN_IN,
     EQUALS,
@@ -24,6 +25,8 @@ from .fields import (
     NUMBER,
     RANGE,
     ascii_lower,
+    attribute_of,
+    attribute_value_kind,
 )
 
 DAY_SECONDS = 86400.0
@@ -64,7 +67,11 @@ class Evaluation:
 
 
 def field_value(lead, key):
-    """The raw value of an allowlisted field on a lead (company fields are None without a company)."""
+    """The raw value of an allowlisted field on a lead (company fields are None without a company; an imported
+    attribute is its JSON value, None where the lead has none)."""
+    name = attribute_of(key)
+    if name is not None:
+        return (lead.attributes or {}).get(name)
     spec = FIT_FIELDS[key]
     if spec.table == "company":
         company = lead.company
@@ -79,7 +86,6 @@ def field_value(lead, key):
 
 
 def condition_holds(lead, key, operator, value) -> bool:
-    spec = FIT_FIELDS[key]
     actual = field_value(lead, key)
     empty = actual is None or actual == ""
     if operator == IS_EMPTY:
@@ -88,7 +94,21 @@ def condition_holds(lead, key, operator, value) -> bool:
         return not empty
     if empty:
         return False
-    if spec.kind == NUMBER:
+    if attribute_of(key) is not None:
+        # An attribute holds whatever JSON the import wrote: a condition tests only values of its own type.
+        kind = attribute_value_kind(operator, value)
+        if kind == BOOLEAN:
+            return isinstance(actual, bool) and actual == value
+        is_number = isinstance(actual, int | float) and not isinstance(actual, bool)
+        if kind == NUMBER:
+            if not is_number:
+                return False
+            actual = float(actual)
+        elif not isinstance(actual, str):
+            return False
+    else:
+        kind = FIT_FIELDS[key].kind
+    if kind == NUMBER:
         if operator == EQUALS:
             return actual == value
         if operator == RANGE:

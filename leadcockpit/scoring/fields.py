@@ -2,10 +2,17 @@
 
 Nothing a user types reaches the ORM or SQL as a name: a criterion names a key of FIT_FIELDS and OPERATORS,
 and the evaluators map that key to a column they know. Values are checked and normalised here, once.
+
+Imported attributes (Lead.attributes, filled by a lead import) are fields too: "attribute:<name>", allowed when
+a lead import declared that attribute (see attribute_catalogue), with the operators of its type. The evaluators
+read the name as a JSON key, bound as a parameter, and test the JSON type the cleaned value implies (a range or
+a number tests numbers, true/false tests yes/no, a text tests texts), so they need no catalogue themselves.
 """
 
+import re
 from dataclasses import dataclass
 
+from django.apps import apps
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 from django_countries import countries
@@ -15,7 +22,7 @@ from leadcockpit.leads.models import Industry, Lead
 MAX_LIST_ITEMS = 200
 MAX_TEXT = 200
 
-CHOICE, TEXT, NUMBER, EMAIL = "choice", "text", "number", "email"
+CHOICE, TEXT, NUMBER, EMAIL, BOOLEAN = "choice", "text", "number", "email", "boolean"
 
 
 @dataclass(frozen=True)
@@ -79,7 +86,115 @@ OPERATORS = {
     TEXT: (EQUALS, IN_LIST, CONTAINS, IS_EMPTY, IS_SET),
     NUMBER: (EQUALS, RANGE, IS_EMPTY, IS_SET),
     EMAIL: (DOMAIN_IN, CONTAINS, IS_EMPTY, IS_SET),
+    BOOLEAN: (EQUALS, IS_EMPTY, IS_SET),
 }
+
+# --- Imported attributes -------------------------------------------------------------------------------------
+
+ATTRIBUTE_PREFIX = "attribute:"
+# What capture.importing.attribute_name makes of a column header (slugified, "_" for "-", at most 60 characters).
+ATTRIBUTE_NAME = re.compile(r"[a-z0-9_]{1,60}")
+ATTRIBUTE_KINDS = {"text": TEXT, "number": NUMBER, "boolean": BOOLEAN}
+
+
+@dataclass(frozen=True)
+class Attribute:
+    """An imported attribute as its import declared it: the column it came from, its type, who enters it."""
+
+    name: str
+    label: str
+    type: str  # text, number or boolean (capture.importing.ATTRIBUTE_TYPES)
+    provenance: str  # marketing, sales, outcome or id (capture.importing.PROVENANCES)
+
+    @property
+    def key(self):
+        return ATTRIBUTE_PREFIX + self.name
+
+
+def attribute_name_of(header):
+    """The attribute name an import gives a column (the same rule as capture.importing.attribute_name)."""
+    from django.utils.text import slugify
+
+    return slugify(header).replace("-", "_")[:60] or "column"
+
+
+def attribute_catalogue() -> dict:
+    """The imported attributes by name: every attribute column of a lead import that ran (the latest import's type
+    and provenance win). Read from the import jobs' mappings, where the importer records who enters each column."""
+    job_model = apps.get_model("capture", "ImportJob")  # capture builds on scoring; read its table by name
+    catalogue = {}
+    jobs = (
+        job_model.objects.filter(kind="leads")
+        .exclude(status="mapping")
+        .order_by("created_at", "pk")
+        .values_list("header", "mapping")
+    )
+    for header, mapping in jobs:
+        for position, entry in enumerate((mapping or {}).get("columns", [])):
+            if not isinstance(entry, dict) or entry.get("target") != "attribute" or position >= len(header):
+                continue
+            name = entry.get("name") or attribute_name_of(header[position])
+            if entry.get("type") in ATTRIBUTE_KINDS and ATTRIBUTE_NAME.fullmatch(name):
+                catalogue[name] = Attribute(
+                    name, header[position][:200], entry["type"], entry.get("provenance") or "marketing"
+                )
+    return catalogue
+
+
+def attribute_of(key):
+    """The attribute name of an "attribute:<name>" key (well-formed), else None."""
+    if isinstance(key, str) and key.startswith(ATTRIBUTE_PREFIX):
+        name = key[len(ATTRIBUTE_PREFIX) :]
+        if ATTRIBUTE_NAME.fullmatch(name):
+            return name
+    return None
+
+
+def field_spec(key, catalogue=None):
+    """The allowlisted field a key names: a lead or company field, or an imported attribute; else None."""
+    if not isinstance(key, str):
+        return None
+    if key in FIT_FIELDS:
+        return FIT_FIELDS[key]
+    name = attribute_of(key)
+    if name is None:
+        return None
+    attribute = (attribute_catalogue() if catalogue is None else catalogue).get(name)
+    if attribute is None:
+        return None
+    return FitField(key, attribute.label, ATTRIBUTE_KINDS[attribute.type], "attribute", name)
+
+
+def field_label(key, catalogue=None):
+    """What to call a criterion's field on screen (an attribute no import declares any more: its raw name)."""
+    spec = field_spec(key, catalogue)
+    if spec is not None:
+        return spec.label
+    return attribute_of(key) or str(key)
+
+
+def field_choices(catalogue=None):
+    """(key, label) of every field a criterion may test: the lead and company fields, then the imported
+    attributes that marketing knows before sales contact (those entered by sales, outcomes and ids are left out:
+    a score must not read what sales decides from it)."""
+    catalogue = attribute_catalogue() if catalogue is None else catalogue
+    return [(key, spec.label) for key, spec in FIT_FIELDS.items()] + [
+        (attribute.key, attribute.label)
+        for attribute in sorted(catalogue.values(), key=lambda a: a.label.lower())
+        if attribute.provenance == "marketing"
+    ]
+
+
+def attribute_value_kind(operator, value):
+    """Which JSON type an attribute condition tests, read off its cleaned value: NUMBER, BOOLEAN or TEXT."""
+    if operator == RANGE or (
+        operator == EQUALS and isinstance(value, int | float) and not isinstance(value, bool)
+    ):
+        return NUMBER
+    if operator == EQUALS and isinstance(value, bool):
+        return BOOLEAN
+    return TEXT
+
 
 # Text comparisons ignore ASCII case only, the same way in Python and in SQL (lower() under the C collation).
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
@@ -110,9 +225,22 @@ def _number(value, what):
     return float(value)
 
 
-def clean_condition(field_key, operator, value):
-    """(field, operator, value) checked against the allowlist, with the value normalised; or ValidationError."""
-    field = FIT_FIELDS.get(field_key) if isinstance(field_key, str) else None
+def _boolean(value, what):
+    if isinstance(value, bool):
+        return value
+    lowered = str(value).strip().lower() if isinstance(value, str | int) else None
+    if lowered in ("true", "yes", "1", "ja"):
+        return True
+    if lowered in ("false", "no", "0", "nein"):
+        return False
+    raise ValidationError(_("%(what)s needs yes or no."), params={"what": what}, code="invalid")
+
+
+def clean_condition(field_key, operator, value, *, catalogue=None):
+    """(field, operator, value) checked against the allowlist, with the value normalised; or ValidationError.
+
+    An attribute field is looked up in the attribute catalogue (pass `catalogue` to clean many at one query)."""
+    field = field_spec(field_key, catalogue)
     if field is None:
         raise ValidationError(_("Unknown field."), code="unknown_field")
     if operator not in OPERATORS[field.kind]:
@@ -149,6 +277,8 @@ def clean_condition(field_key, operator, value):
         return field.key, operator, sorted(set(items))
     if field.kind == NUMBER:
         return field.key, operator, _number(value, field.label)
+    if field.kind == BOOLEAN:
+        return field.key, operator, _boolean(value, field.label)
     text = _text(value, field.label)
     if field.kind == CHOICE:
         _check_choices(field, [text])

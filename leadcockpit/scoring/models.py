@@ -176,7 +176,8 @@ class Criterion(models.Model):
     position = models.PositiveSmallIntegerField(_("position"), default=0)
     label = models.CharField(_("label"), max_length=200)
     # Fit and knock-out: one condition on an allowlisted field.
-    field = models.CharField(_("field"), max_length=40, blank=True)
+    # A key of fields.FIT_FIELDS, or "attribute:<name>" for an imported attribute.
+    field = models.CharField(_("field"), max_length=80, blank=True)
     operator = models.CharField(_("operator"), max_length=20, blank=True)
     value = models.JSONField(_("value"), null=True, blank=True)
     # Interest: which touchpoints count (every given matcher must hold).
@@ -468,3 +469,79 @@ class Preview(models.Model):
 
     def __str__(self):
         return f"{self.version} @ {self.as_of:%Y-%m-%d %H:%M} ({self.get_status_display()})"
+
+
+class LearningRun(models.Model):
+    """Learning from the leads whose outcome is known: a background job whose row is the progress bar, and the
+    fitted model, its explanation, the leakage guard's findings and the suggested points (see learning.py)."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Running")
+        DONE = "done", _("Done")
+        FAILED = "failed", _("Failed")
+
+    model = models.ForeignKey(
+        ScoringModel, verbose_name=_("model"), on_delete=models.CASCADE, related_name="learning_runs"
+    )
+    status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.QUEUED)
+    step = models.CharField(_("step"), max_length=40, blank=True)
+    percent = models.PositiveSmallIntegerField(_("progress (%)"), default=0)
+    options = models.JSONField(_("options"), default=dict, blank=True)
+    result = models.JSONField(_("result"), null=True, blank=True)
+    draft = models.ForeignKey(
+        ScoringVersion,
+        verbose_name=_("draft made from it"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("started by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    heartbeat_at = models.DateTimeField(_("last progress"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+    seconds = models.FloatField(_("seconds"), null=True, blank=True)
+    error = models.TextField(_("error"), blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        verbose_name = _("learning run")
+        verbose_name_plural = _("learning runs")
+
+    def __str__(self):
+        return f"{self.model} @ {self.created_at:%Y-%m-%d %H:%M} ({self.get_status_display()})"
+
+
+class ValidityReport(models.Model):
+    """How well a version's scores foretold the outcomes known when it was computed: ROC AUC with its confidence
+    interval, lift per decile, calibration per band; one row per computation, so validity is tracked over time."""
+
+    version = models.ForeignKey(
+        ScoringVersion, verbose_name=_("version"), on_delete=models.CASCADE, related_name="validity_reports"
+    )
+    computed_at = models.DateTimeField(_("computed"), db_index=True)
+    n = models.PositiveIntegerField(_("leads with an outcome"), default=0)
+    positives = models.PositiveIntegerField(_("converted"), default=0)
+    auc = models.FloatField(_("ROC AUC"), null=True, blank=True)
+    auc_low = models.FloatField(_("ROC AUC, lower 95 % bound"), null=True, blank=True)
+    auc_high = models.FloatField(_("ROC AUC, upper 95 % bound"), null=True, blank=True)
+    result = models.JSONField(_("figures"), default=dict, blank=True)
+    flagged = models.BooleanField(_("validity dropped"), default=False)
+    flag_reason = models.TextField(_("why flagged"), blank=True)
+
+    class Meta:
+        ordering = ["version", "-computed_at", "-pk"]
+        verbose_name = _("validity report")
+        verbose_name_plural = _("validity reports")
+        indexes = [models.Index(fields=["version", "-computed_at"], name="validity_version_idx")]
+
+    def __str__(self):
+        return f"{self.version} @ {self.computed_at:%Y-%m-%d %H:%M}: AUC {self.auc}"

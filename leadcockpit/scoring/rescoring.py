@@ -22,6 +22,7 @@ from leadcockpit.leads import lifecycle
 from leadcockpit.leads.models import Lead, StageChange, Touchpoint
 
 from .fields import (
+    BOOLEAN,
     CONTAINS,
     DOMAIN_IN,
     EQUALS,
@@ -31,6 +32,8 @@ from .fields import (
     IS_SET,
     NUMBER,
     ascii_lower,
+    attribute_of,
+    attribute_value_kind,
 )
 from .models import LeadSignals, ScoreChange
 
@@ -94,6 +97,32 @@ class Dialect:
         """The index-th (from 0) float of a FloatArrayField."""
         return f"{sql}[{index + 1}]" if self.postgres else f"json_extract({sql}, '$[{index}]')"
 
+    def json_type(self, name, params):
+        """The JSON type of lead l's attribute `name` (a bound parameter): 'number', 'boolean', 'string',
+        'null', or NULL where the lead has no such attribute."""
+        if self.postgres:
+            params.append(name)
+            return "jsonb_typeof(l.attributes -> %s)"
+        params.append(f'$."{name}"')
+        return (
+            "(CASE json_type(l.attributes, %s) WHEN 'integer' THEN 'number' WHEN 'real' THEN 'number' "
+            "WHEN 'true' THEN 'boolean' WHEN 'false' THEN 'boolean' WHEN 'text' THEN 'string' ELSE 'null' END)"
+        )
+
+    def json_text(self, name, params):
+        """Lead l's attribute `name` as text: numbers and true/false spelled as JSON spells them; NULL if none."""
+        if self.postgres:
+            params.append(name)
+            return "(l.attributes ->> %s)"
+        params.append(f'$."{name}"')
+        # json_extract gives 1/0 for true/false: take those from json_type instead.
+        params.append(f'$."{name}"')
+        params.append(f'$."{name}"')
+        return (
+            "(CASE WHEN json_type(l.attributes, %s) IN ('true', 'false') THEN json_type(l.attributes, %s) "
+            "ELSE json_extract(l.attributes, %s) END)"
+        )
+
     def least(self, items, last):
         """The smallest of non-null items and `last` (SQLite's MIN() needs two or more arguments)."""
         return f"{'LEAST' if self.postgres else 'MIN'}({', '.join([*items, last])})"
@@ -104,8 +133,57 @@ def column(key):
     return f'{"c" if spec.table == "company" else "l"}."{spec.column}"'
 
 
+def attribute_condition_sql(d, name, operator, value, params):
+    """SQL for a condition on lead l's imported attribute `name`, mirroring evaluator.condition_holds: empty is
+    missing, null or ""; other operators test only values of the JSON type the condition's value implies."""
+    if operator in (IS_EMPTY, IS_SET):
+        empty = f"COALESCE({d.json_text(name, params)}, '') = ''"
+        return f"({empty})" if operator == IS_EMPTY else f"(NOT ({empty}))"
+    kind = attribute_value_kind(operator, value)
+    if kind == BOOLEAN:
+        typed = d.json_type(name, params)
+        text = d.json_text(name, params)
+        params.append("true" if value else "false")
+        return f"({typed} = 'boolean' AND {text} = %s)"
+    if kind == NUMBER:
+
+        def number():
+            # CASE, not AND: PostgreSQL may evaluate a cast before the type test beside it.
+            typed = d.json_type(name, params)
+            return f"(CASE WHEN {typed} = 'number' THEN {d.number(d.json_text(name, params))} END)"
+
+        if operator == EQUALS:
+            sql = f"({number()} = %s)"
+            params.append(value)
+            return sql
+        parts = []
+        if value["min"] is not None:
+            parts.append(f"{number()} >= %s")
+            params.append(value["min"])
+        if value["max"] is not None:
+            parts.append(f"{number()} <= %s")
+            params.append(value["max"])
+        return f"({' AND '.join(parts)})"
+    typed = d.json_type(name, params)
+    low = d.lower(d.json_text(name, params))
+    if operator == EQUALS:
+        params.append(ascii_lower(value))
+        return f"({typed} = 'string' AND {low} = %s)"
+    if operator == CONTAINS:
+        params.append(ascii_lower(value))
+        return f"({typed} = 'string' AND {d.contains(low, '%s')})"
+    if operator == IN_LIST:
+        items = [ascii_lower(item) for item in value]
+        params.extend(items)
+        return f"({typed} = 'string' AND {low} IN ({', '.join(['%s'] * len(items))}))"
+    raise ValueError(operator)
+
+
 def condition_sql(d, key, operator, value, params):
     """SQL for one allowlisted condition, mirroring evaluator.condition_holds."""
+    name = attribute_of(key)
+    if name is not None:
+        return attribute_condition_sql(d, name, operator, value, params)
     spec = FIT_FIELDS[key]
     col = column(key)
     empty = f"{col} IS NULL" if spec.kind == NUMBER else f"({col} IS NULL OR {col} = '')"
@@ -340,7 +418,7 @@ def scope_where(d, version, *, scope_sql, scope_params, exclude_rules):
     # without it joins each chunk against every lead's signals.
     sql.signals = Sql(f" AND {scope_sql.format(id='s.lead_id')}", scope_params)
     sql.needs_company = any(
-        FIT_FIELDS[condition["field"]].table == "company"
+        condition["field"] in FIT_FIELDS and FIT_FIELDS[condition["field"]].table == "company"
         for rule in [version.model.rule, *exclude_rules]
         for condition in rule or []
     )
