@@ -158,6 +158,9 @@ CELERY_BEAT_SCHEDULE = {
         "task": "leadcockpit.handover.tasks.send_notification_emails",
         "schedule": 30.0,
     },
+    # Learning runs whose message was lost are re-enqueued; each active version gets a validity report once a
+    # day (the task skips versions reported on within 20 hours), flagged when its validity dropped.
+    "scoring-evidence-check": {"task": "leadcockpit.scoring.tasks.check_evidence", "schedule": 3600.0},
 }
 
 # --- Mail --------------------------------------------------------------------------------------------------

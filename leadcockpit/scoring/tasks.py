@@ -43,3 +43,18 @@ def run_preview(preview_id):
     from . import whatif
 
     whatif.run_preview(preview_id)
+
+
+@shared_task(ignore_result=True, soft_time_limit=1700, time_limit=1800)
+def run_learning(run_id):
+    from . import learning
+
+    learning.run_learning(run_id=run_id)
+
+
+@shared_task(ignore_result=True, soft_time_limit=1700, time_limit=1800)
+def check_evidence():
+    from . import learning, validity
+
+    learning.sweep_learning()
+    validity.check_validity()

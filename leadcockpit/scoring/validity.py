@@ -1,0 +1,223 @@
+"""Validity of a version: how well its scores foretell the outcomes known now, tracked over time.
+
+A report scores the leads the version covers with the what-if engine (the same SQL as the rescore, into a
+temporary table) and reads the outcome of each as learning does (learning.outcome_sql: won or lost, else an
+imported outcome attribute). From the (score, outcome) pairs come:
+
+- ROC AUC with its 95 % interval (Hanley & McNeil): the chance a converted lead outscores one that did not;
+- lift per decile: conversion in each tenth of the leads by score over the overall conversion, with Wilson
+  intervals and counts;
+- calibration: predicted against observed conversion per band of predicted probability, and per traffic light.
+  A version made from a learning run predicts with that run's scale (points → log-odds); any other version gets
+  a one-variable logistic fit of its score on these very outcomes, which shows the shape but flatters the fit
+  (marked "fitted").
+
+Beside the figures over all outcomes stand those over outcomes of the last RECENT_DAYS days (closing dates;
+imported outcomes have none). The periodic check (check_validity) writes a report per active version once a day
+and flags a version whose validity dropped: recent (or overall) AUC at least DROP below its first report's and
+beyond that report's reach by the confidence interval, or an AUC barely better than chance.
+"""
+
+from datetime import timedelta
+
+import numpy as np
+from django.db import connection, transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from leadcockpit.lib import logit
+
+from . import whatif
+from .fields import attribute_catalogue
+from .learning import outcome_at_sql, outcome_sql
+from .models import LearningRun, ScoringVersion, ValidityReport
+from .rescoring import LEAD, Dialect
+
+RECENT_DAYS = 90
+DROP = 0.05
+CHANCE_AUC = 0.6
+MIN_TRUST = whatif.MIN_TRUST
+REPORT_EVERY = timedelta(hours=20)  # the daily check skips a version reported on this recently
+CALIBRATION_EDGES = [k / 10 for k in range(11)]
+
+
+def outcome_rows(version, *, as_of):
+    """(ids, scores, bands, outcomes, outcome moments) of the leads the version scores whose outcome is known."""
+    d = Dialect(connection.vendor)
+    catalogue = attribute_catalogue()
+    with transaction.atomic(), connection.cursor() as cursor:
+        whatif.score_rows(version, as_of=as_of)
+        params = []
+        outcome = outcome_sql(d, params, catalogue)
+        at = outcome_at_sql(params)
+        where_params = []
+        where = outcome_sql(d, where_params, catalogue)
+        cursor.execute(
+            f"SELECT w.id, w.score, w.band, {outcome}, {at} FROM {whatif.ROWS_TABLE} w "
+            f"JOIN {LEAD} l ON l.id = w.id WHERE {where} IS NOT NULL ORDER BY w.id",
+            params + where_params,
+        )
+        fetched = cursor.fetchall()
+        cursor.execute(f"DROP TABLE {whatif.ROWS_TABLE}")
+    return fetched
+
+
+def predictor(version, scores, outcomes):
+    """score → predicted conversion: the learning run's scale when the version came from one, else a logistic
+    fit of the outcomes on the score (in-sample). Returns (function, source)."""
+    run = (
+        LearningRun.objects.filter(draft=version, status=LearningRun.Status.DONE)
+        .order_by("-created_at")
+        .first()
+    )
+    if run is not None and (run.result or {}).get("scale"):
+        scale = run.result["scale"]
+        intercept, per_logit = scale["intercept"], scale["points_per_logit"]
+        return (lambda s: logit.sigmoid(intercept + np.asarray(s) / per_logit)), "learned"
+    spread = float(np.std(scores)) or 1.0
+    centre = float(np.mean(scores))
+    if len(scores) and 0 < outcomes.sum() < len(outcomes):
+        fit = logit.fit_logistic(((scores - centre) / spread)[:, None], outcomes, l2=1e-6)
+        a, b = float(fit.coef[0]), float(fit.coef[1])
+    else:
+        a, b = 0.0, 0.0
+    return (lambda s: logit.sigmoid(a + b * (np.asarray(s) - centre) / spread)), "fitted"
+
+
+def figures(ids, scores, bands, outcomes, predict):
+    """The validity figures of (score, outcome) pairs; see the module docstring."""
+    n = len(outcomes)
+    positives = int(outcomes.sum())
+    negatives = n - positives
+    auc = logit.roc_auc(scores, outcomes)
+    low, high = logit.auc_interval(auc, positives, negatives)
+    predicted = predict(scores) if n else np.zeros(0)
+    by_band = {}
+    for band in ("red", "yellow", "green"):
+        members = bands == band
+        size = int(members.sum())
+        hits = int(outcomes[members].sum())
+        rate_low, rate_high = logit.wilson(hits, size)
+        by_band[band] = {
+            "n": size,
+            "positives": hits,
+            "observed": hits / size if size else None,
+            "observed_low": rate_low,
+            "observed_high": rate_high,
+            "predicted": float(predicted[members].mean()) if size else None,
+        }
+    decile_rows = logit.deciles(scores, outcomes, ids)
+    return {
+        "n": n,
+        "positives": positives,
+        "rate": positives / n if n else None,
+        "auc": None if auc is None else round(auc, 4),
+        "auc_low": None if low is None else round(low, 4),
+        "auc_high": None if high is None else round(high, 4),
+        "trusted": positives >= MIN_TRUST and negatives >= MIN_TRUST,
+        "top_decile_lift": decile_rows[0]["lift"] if decile_rows else None,
+        "deciles": decile_rows,
+        "calibration": logit.calibration(predicted, outcomes, CALIBRATION_EDGES),
+        "bands": by_band,
+    }
+
+
+def compute_report(version, *, as_of=None) -> ValidityReport:
+    """Score the version's leads with a known outcome, store the figures, and flag a drop against its first report."""
+    as_of = as_of or timezone.now()
+    fetched = outcome_rows(version, as_of=as_of)
+    ids = np.array([row[0] for row in fetched], dtype=np.int64)
+    scores = np.array([row[1] for row in fetched], dtype=float)
+    bands = np.array([row[2] for row in fetched], dtype=object)
+    outcomes = np.array([row[3] for row in fetched], dtype=float)
+    predict, source = predictor(version, scores, outcomes)
+    overall = figures(ids, scores, bands, outcomes, predict)
+    since = as_of - timedelta(days=RECENT_DAYS)
+    recent_mask = np.array([row[4] is not None and row[4] >= since for row in fetched], dtype=bool)
+    recent = None
+    if recent_mask.any():
+        recent = figures(
+            ids[recent_mask], scores[recent_mask], bands[recent_mask], outcomes[recent_mask], predict
+        )
+    result = {
+        "as_of": as_of.isoformat(),
+        "calibration_source": source,
+        "recent_days": RECENT_DAYS,
+        "all": overall,
+        "recent": recent,
+    }
+    baseline = version.validity_reports.order_by("computed_at", "pk").first()
+    flag = drop_flag(overall, recent, baseline)
+    result["flag"] = flag
+    return ValidityReport.objects.create(
+        version=version,
+        computed_at=as_of,
+        n=overall["n"],
+        positives=overall["positives"],
+        auc=overall["auc"],
+        auc_low=overall["auc_low"],
+        auc_high=overall["auc_high"],
+        result=result,
+        flagged=flag is not None,
+        flag_reason=describe_flag(flag) if flag else "",
+    )
+
+
+def drop_flag(overall, recent, baseline):
+    """Why the validity looks dropped ({"code", …}), or None."""
+    reference = (
+        baseline.auc if baseline is not None and baseline.result.get("all", {}).get("trusted") else None
+    )
+    for window, figures_ in (("recent", recent), ("all", overall)):
+        if not figures_ or not figures_["trusted"] or figures_["auc"] is None or reference is None:
+            continue
+        if figures_["auc"] <= reference - DROP and figures_["auc_high"] < reference:
+            return {
+                "code": "dropped",
+                "window": window,
+                "auc": figures_["auc"],
+                "baseline": reference,
+                "baseline_at": baseline.computed_at.isoformat(),
+            }
+    for window, figures_ in (("recent", recent), ("all", overall)):
+        if figures_ and figures_["trusted"] and figures_["auc"] is not None and figures_["auc"] < CHANCE_AUC:
+            return {"code": "chance", "window": window, "auc": figures_["auc"]}
+    return None
+
+
+def describe_flag(flag):
+    """The flag in words, in the active language."""
+    window = (
+        _("on the outcomes of the last %(days)s days") % {"days": RECENT_DAYS}
+        if flag["window"] == "recent"
+        else _("on all known outcomes")
+    )
+    if flag["code"] == "dropped":
+        return _("ROC AUC %(window)s fell to %(auc)s from %(baseline)s at its first report.") % {
+            "window": window,
+            "auc": flag["auc"],
+            "baseline": flag["baseline"],
+        }
+    return _("ROC AUC %(window)s is %(auc)s: barely better than chance.") % {
+        "window": window,
+        "auc": flag["auc"],
+    }
+
+
+def check_validity(*, as_of=None):
+    """A report for every active version not reported on within REPORT_EVERY; returns the new reports."""
+    as_of = as_of or timezone.now()
+    reports = []
+    for version in ScoringVersion.objects.filter(status=ScoringVersion.Status.ACTIVE).select_related("model"):
+        latest = version.validity_reports.order_by("-computed_at").first()
+        if latest is not None and latest.computed_at > as_of - REPORT_EVERY:
+            continue
+        reports.append(compute_report(version, as_of=as_of))
+    return reports
+
+
+def history(version, limit=30):
+    """The version's reports, oldest first, for a chart of validity over time: (computed_at, auc, low, high,
+    flagged)."""
+    reports = list(version.validity_reports.order_by("-computed_at", "-pk")[:limit])
+    return [(r.computed_at, r.auc, r.auc_low, r.auc_high, r.flagged) for r in reversed(reports)]
