@@ -153,6 +153,10 @@ CELERY_BEAT_SCHEDULE = {
     "handover-sla-tick": {"task": "leadcockpit.handover.tasks.sla_tick", "schedule": 60.0},
     # Imports run on commit; this picks up a queued import whose message was lost or whose worker died.
     "import-sweep": {"task": "leadcockpit.capture.tasks.sweep_imports", "schedule": 60.0},
+    # The cockpit reads rollups; each refresh costs only what changed, and a minute behind is fresh for a dashboard.
+    "insights-refresh": {"task": "leadcockpit.insights.tasks.refresh_rollups", "schedule": 60.0},
+    # Daily full rebuild: catches what no watermark sees (company edits, deleted leads without a trail).
+    "insights-rebuild": {"task": "leadcockpit.insights.tasks.rebuild_rollups", "schedule": 24 * 3600.0},
     # Notification mail is an outbox in the database; this sends what a lost message left unsent.
     "notification-mail-sweep": {
         "task": "leadcockpit.handover.tasks.send_notification_emails",

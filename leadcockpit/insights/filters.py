@@ -179,6 +179,11 @@ class CockpitFilter(django_filters.FilterSet):
     funnel = django_filters.ChoiceFilter(choices=FUNNEL_VIEW_CHOICES, label=_("Funnel view"), method="keep")
 
     def __init__(self, data=None, *args, today=None, **kwargs):
+        if data is not None:  # the form shows the defaults the panels use for what the query leaves out
+            data = data.copy()
+            for name, default in (("period", MONTH), ("funnel", FUNNEL_FLOW)):
+                if not data.get(name):
+                    data[name] = default
         super().__init__(data, *args, **kwargs)
         self.today = today or timezone.localdate()
         self.filters["channel"].extra["choices"] = [(c.code, c.name) for c in Channel.objects.all()]
@@ -188,8 +193,8 @@ class CockpitFilter(django_filters.FilterSet):
         ]
         self.filters["team"].extra["choices"] = [(str(t.pk), t.name) for t in Team.objects.all()]
         self.filters["rep"].extra["choices"] = rep_choices()
-        for name in ("period", "funnel"):
-            self.filters[name].extra["empty_label"] = None
+        for name, default in (("period", MONTH), ("funnel", FUNNEL_FLOW)):
+            self.filters[name].extra.update(empty_label=None, initial=default)
         for name in DIMENSIONS:
             self.filters[name].extra["empty_label"] = _("All")
 
@@ -204,7 +209,7 @@ class CockpitFilter(django_filters.FilterSet):
     @property
     def criteria(self):
         """The Criteria of a valid form; of an invalid one, the defaults (the form shows what was wrong)."""
-        if not self.is_bound or not self.form.is_valid():
+        if not self.is_bound or not self.form.is_valid():  # unbound: no query string at all
             kind = MONTH
             start, end = self._range(kind, None, None)
             return Criteria(period=kind, start=start, end=end)

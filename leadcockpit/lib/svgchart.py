@@ -21,11 +21,11 @@ MAX_LABEL_CHARS = 14
 
 
 def nice_ceiling(value):
-    """A round number at or above `value` for the top of an axis (1, 2, 2.5, 5 × a power of ten)."""
+    """A round number at or above `value` for the top of an axis (1, 1.5, 2, 2.5, 3, 4, 5, 6 or 8 × a power of ten)."""
     if value <= 0:
         return 1
     exponent = math.floor(math.log10(value))
-    for step in (1, 2, 2.5, 5, 10):
+    for step in (1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10):
         top = step * 10**exponent
         if top >= value:
             return top

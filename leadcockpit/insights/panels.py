@@ -1,0 +1,752 @@
+"""The cockpit's panels: each reads the rollups for a Criteria and returns figures (an SVG chart and the table of
+its numbers). A panel reads the cubes when no dimension or one is chosen, else the per-lead rollups; both give the
+same numbers, which equal direct SQL over the record (tests hold all three equal).
+
+PANELS names them in page order; the views, the CSV export and the benchmark go through it.
+"""
+
+import bisect
+import math
+from dataclasses import dataclass, field
+
+from django.db import connection
+from django.db.models import Count, Q, Sum
+from django.utils.translation import gettext_lazy as _
+
+from leadcockpit.accounts.models import Team, User
+from leadcockpit.handover.models import Handover
+from leadcockpit.leads.models import Campaign, Lead, LifecycleStage
+from leadcockpit.lib import svgchart
+
+from .filters import FUNNEL_FLOW, period_label
+from .models import BandInterval, FunnelDaily, HandoverFact, LeadFact, LightDaily, StageInterval
+
+FUNNEL_STAGES = [
+    ("mgl", _("MGL")),
+    ("mql", _("MQL")),
+    ("sal", _("SAL")),
+    ("sql", _("SQL")),
+    ("won", _("Won")),
+]
+BANDS = [("red", _("Red")), ("yellow", _("Yellow")), ("green", _("Green"))]
+TEMPERATURES = [("cold", _("Cold")), ("warm", _("Warm")), ("hot", _("Hot"))]
+# Where a cohort is now: the phases of the lifecycle, with won and lost apart.
+NOW_GROUPS = [
+    ("marketing", _("Marketing")),
+    ("handover", _("Handover")),
+    ("sales", _("Sales")),
+    ("won", _("Won")),
+    ("lost", _("Lost")),
+    ("customer", _("Customer")),
+]
+# Stages a lead leaves in the normal course; time spent in the closed and customer stages is not a delay.
+VELOCITY_PHASES = ("marketing", "handover", "sales")
+# First sales contact after a handover, in hours: the buckets the speed-to-lead table compares.
+CONTACT_BUCKETS = [
+    ("1h", _("Within an hour"), 0, 3600),
+    ("24h", _("Within a day"), 3600, 86400),
+    ("later", _("Later"), 86400, None),
+]
+TOP_CAMPAIGNS = 12
+
+
+# -- figures and tables -----------------------------------------------------------------------------------------
+
+TEXT, COUNT_, RATE, DURATION = "text", "count", "rate", "duration"
+
+
+@dataclass
+class Table:
+    """A table of numbers: the accessible twin of a chart and the content of its CSV download."""
+
+    name: str
+    title: str
+    columns: list  # [(label, kind)]
+    rows: list = field(default_factory=list)
+    footer: list = None  # a totals row, or None
+
+    def display(self, row):
+        return [
+            (format_cell(value, kind), kind) for value, (_label, kind) in zip(row, self.columns, strict=True)
+        ]
+
+    @property
+    def display_rows(self):
+        return [self.display(row) for row in self.rows]
+
+    @property
+    def display_footer(self):
+        return self.display(self.footer) if self.footer else None
+
+    def csv_header(self):
+        return [
+            f"{label} (h)" if kind == DURATION else f"{label} (%)" if kind == RATE else str(label)
+            for label, kind in self.columns
+        ]
+
+    def csv_rows(self):
+        for row in [*self.rows, *([self.footer] if self.footer else [])]:
+            yield [csv_value(value, kind) for value, (_label, kind) in zip(row, self.columns, strict=True)]
+
+
+@dataclass
+class Figure:
+    chart: str
+    table: Table
+
+
+@dataclass
+class Panel:
+    name: str
+    title: str
+    figures: list
+    note: str = ""
+
+    @property
+    def tables(self):
+        return [figure.table for figure in self.figures]
+
+
+def format_cell(value, kind):
+    if value is None:
+        return "–"
+    if kind == COUNT_:
+        return f"{value:,}"
+    if kind == RATE:
+        return f"{value * 100:.1f} %"
+    if kind == DURATION:
+        return format_duration(value)
+    return str(value)
+
+
+def format_duration(seconds):
+    if seconds is None:
+        return "–"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"
+
+
+def csv_value(value, kind):
+    if value is None:
+        return ""
+    if kind == RATE:
+        return f"{value * 100:.2f}"
+    if kind == DURATION:
+        return f"{value / 3600:.3f}"
+    return value
+
+
+def rate(part, whole):
+    return part / whole if whole else None
+
+
+def percent_format(value):
+    return f"{value * 100:.0f} %"
+
+
+def hours_format(value):
+    return format_duration(value * 3600)
+
+
+def percentile(ordered, q):
+    """percentile_cont(q) of ascending values: linear between the two closest ranks, as PostgreSQL computes it."""
+    if not ordered:
+        return None
+    position = q * (len(ordered) - 1)
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+# -- shared reads -------------------------------------------------------------------------------------------------
+
+
+class Buckets:
+    """The criteria's periods, and which one a day falls into."""
+
+    def __init__(self, criteria):
+        self.periods = criteria.buckets
+        self.firsts = [first for first, _last in self.periods]
+        self.labels = [period_label(first, criteria.period) for first in self.firsts]
+
+    def __len__(self):
+        return len(self.periods)
+
+    def index(self, day):
+        return bisect.bisect_right(self.firsts, day) - 1
+
+
+def stage_names():
+    return {stage.code: stage.name for stage in LifecycleStage.objects.all()}
+
+
+def in_range(criteria, column):
+    return {f"{column}__gte": criteria.start, f"{column}__lte": criteria.end}
+
+
+def funnel_rows(criteria, kind, stages, day_column):
+    """(day, stage, n) of the funnel cube, or the same counted from the per-lead rollups."""
+    key = criteria.cube_key
+    if key is not None:
+        return FunnelDaily.objects.filter(
+            kind=kind, dim=key[0], value=key[1], stage__in=stages, **in_range(criteria, "day")
+        ).values_list("day", "stage", "n")
+    if kind == FunnelDaily.Kind.FLOW:
+        return (
+            StageInterval.objects.filter(
+                criteria.dimension_q(), stage__in=stages, **in_range(criteria, "entered_on")
+            )
+            .values("entered_on", "stage")
+            .annotate(n=Count("*"))
+            .values_list("entered_on", "stage", "n")
+        )
+    facts = LeadFact.objects.filter(criteria.dimension_q(), **in_range(criteria, "created_on"))
+    if kind == FunnelDaily.Kind.NOW:
+        return (
+            facts.values("created_on", "stage").annotate(n=Count("*")).values_list("created_on", "stage", "n")
+        )
+    counts = facts.values("created_on").annotate(
+        mgl=Count("*"), **{stage: Count("pk", filter=Q(**{f"reached_{stage}": True})) for stage in stages[1:]}
+    )
+    return [(row["created_on"], stage, row[stage]) for row in counts for stage in stages if row[stage]]
+
+
+def percentiles_by(queryset, group, value):
+    """{group value: (count, median, p75)} of a float column, exact (percentile_cont on PostgreSQL)."""
+    queryset = queryset.filter(**{f"{value}__isnull": False}).order_by()
+    if connection.vendor == "postgresql":
+        sql, params = queryset.values_list(group, value).query.sql_with_params()
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT g, COUNT(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY v), "  # noqa: S608 - ORM SQL
+                f"percentile_cont(0.75) WITHIN GROUP (ORDER BY v) FROM ({sql}) AS x (g, v) GROUP BY g",
+                params,
+            )
+            return {g: (n, median, p75) for g, n, median, p75 in cursor.fetchall()}
+    values = {}
+    for g, v in queryset.values_list(group, value).order_by(group, value):
+        values.setdefault(g, []).append(v)
+    return {g: (len(vs), percentile(vs, 0.5), percentile(vs, 0.75)) for g, vs in values.items()}
+
+
+# -- 1. funnel ----------------------------------------------------------------------------------------------------
+
+
+def funnel(criteria):
+    buckets = Buckets(criteria)
+    codes = [code for code, _label in FUNNEL_STAGES]
+    cohort = criteria.funnel != FUNNEL_FLOW
+    kind = FunnelDaily.Kind.REACHED if cohort else FunnelDaily.Kind.FLOW
+    counts = [dict.fromkeys(codes, 0) for _ in range(len(buckets))]
+    for day, stage, n in funnel_rows(criteria, kind, codes, "day"):
+        counts[buckets.index(day)][stage] += n
+    steps = list(zip(FUNNEL_STAGES, FUNNEL_STAGES[1:], strict=False))
+    columns = [(_("Period"), TEXT)] + [(label, COUNT_) for _code, label in FUNNEL_STAGES]
+    columns += [(f"{a_label} → {b_label}", RATE) for (_a, a_label), (_b, b_label) in steps]
+
+    def row_of(label, c):
+        return [label, *(c[code] for code in codes), *(rate(c[b], c[a]) for (a, _al), (b, _bl) in steps)]
+
+    totals = {code: sum(c[code] for c in counts) for code in codes}
+    title = (
+        _("Leads created per period and how far they got (cohort)")
+        if cohort
+        else _("Entries into each stage per period (flow)")
+    )
+    table = Table(
+        "funnel",
+        title,
+        columns,
+        [row_of(label, c) for label, c in zip(buckets.labels, counts, strict=True)],
+        row_of(_("Total"), totals),
+    )
+    overview = Table(
+        "funnel_total",
+        _("Funnel over the whole range"),
+        [(_("Stage"), TEXT), (_("Leads"), COUNT_), (_("Of the stage before"), RATE), (_("Of MGL"), RATE)],
+        [
+            [
+                label,
+                totals[code],
+                rate(totals[code], totals[codes[i - 1]]) if i else None,
+                rate(totals[code], totals["mgl"]),
+            ]
+            for i, (code, label) in enumerate(FUNNEL_STAGES)
+        ],
+    )
+    figures = [
+        Figure(
+            svgchart.hbar_chart(
+                [label for _code, label in FUNNEL_STAGES],
+                [(_("Leads"), [totals[code] for code in codes], None)],
+                label=str(overview.title),
+            ),
+            overview,
+        ),
+        Figure(
+            svgchart.bar_chart(
+                buckets.labels,
+                [(label, [c[code] for c in counts], None) for code, label in FUNNEL_STAGES],
+                label=str(title),
+            ),
+            table,
+        ),
+    ]
+    if cohort:
+        figures.append(cohort_now(criteria, buckets))
+    return Panel("funnel", _("Funnel"), figures)
+
+
+def cohort_now(criteria, buckets):
+    """Where the leads created in each period are now, by phase of the lifecycle."""
+    phases = dict(LifecycleStage.objects.values_list("code", "phase"))
+    group_of = {
+        code: ("won" if code == "won" else "lost" if code == "lost" else phase)
+        for code, phase in phases.items()
+    }
+    keys = [key for key, _label in NOW_GROUPS]
+    counts = [dict.fromkeys(keys, 0) for _ in range(len(buckets))]
+    for day, stage, n in funnel_rows(criteria, FunnelDaily.Kind.NOW, list(phases), "day"):
+        counts[buckets.index(day)][group_of.get(stage, "marketing")] += n
+    table = Table(
+        "funnel_now",
+        _("Where each period's leads are now"),
+        [(_("Period"), TEXT)] + [(label, COUNT_) for _key, label in NOW_GROUPS],
+        [[label, *(c[key] for key in keys)] for label, c in zip(buckets.labels, counts, strict=True)],
+    )
+    chart = svgchart.stacked_bar_chart(
+        buckets.labels,
+        [(label, [c[key] for c in counts], None) for key, label in NOW_GROUPS],
+        label=str(table.title),
+    )
+    return Figure(chart, table)
+
+
+# -- 2. traffic light -----------------------------------------------------------------------------------------------
+
+
+def light_deltas(criteria):
+    """(day, band, temperature, change) rows whose running sum is the distribution at the end of each day."""
+    key = criteria.cube_key
+    if key is not None:
+        return LightDaily.objects.filter(dim=key[0], value=key[1]).values_list(
+            "day", "band", "temperature", "delta"
+        )
+    episodes = BandInterval.objects.filter(criteria.dimension_q())
+    starts = episodes.values("started_on", "band", "temperature").annotate(n=Count("*"))
+    ends = (
+        episodes.filter(ended_on__isnull=False)
+        .values("ended_on", "band", "temperature")
+        .annotate(n=Count("*"))
+    )
+    rows = [(r["started_on"], r["band"], r["temperature"], r["n"]) for r in starts]
+    rows += [(r["ended_on"], r["band"], r["temperature"], -r["n"]) for r in ends]
+    return rows
+
+
+def lights(criteria):
+    buckets = Buckets(criteria)
+    rows = sorted(light_deltas(criteria))
+    band_codes = [code for code, _l in BANDS]
+    temp_codes = [code for code, _l in TEMPERATURES]
+    now = {(b, t): 0 for b in band_codes for t in temp_codes}
+    series = [dict.fromkeys(band_codes + temp_codes, 0) for _ in range(len(buckets))]
+    running = dict.fromkeys(band_codes + temp_codes, 0)
+    ends = [last for _first, last in buckets.periods]
+    position = 0
+    for day, band, temperature, delta in rows:
+        while position < len(ends) and day > ends[position]:
+            series[position] = dict(running)
+            position += 1
+        running[band] += delta
+        running[temperature] += delta
+        now[(band, temperature)] += delta
+    while position < len(ends):
+        series[position] = dict(running)
+        position += 1
+    now_table = Table(
+        "lights_now",
+        _("Traffic light and temperature now"),
+        [(_("Traffic light"), TEXT)]
+        + [(label, COUNT_) for _c, label in TEMPERATURES]
+        + [(_("Total"), COUNT_)],
+        [
+            [label, *(now[(b, t)] for t in temp_codes), sum(now[(b, t)] for t in temp_codes)]
+            for b, label in BANDS
+        ],
+        [_("Total"), *(sum(now[(b, t)] for b in band_codes) for t in temp_codes), sum(now.values())],
+    )
+    now_chart = svgchart.bar_chart(
+        [label for _c, label in BANDS],
+        [(label, [now[(b, t)] for b in band_codes], f"temp-{t}") for t, label in TEMPERATURES],
+        label=str(now_table.title),
+    )
+    time_table = Table(
+        "lights_over_time",
+        _("Traffic light and temperature at the end of each period"),
+        [(_("Period"), TEXT)]
+        + [(label, COUNT_) for _c, label in BANDS]
+        + [(label, COUNT_) for _c, label in TEMPERATURES],
+        [
+            [label, *(s[c] for c in band_codes + temp_codes)]
+            for label, s in zip(buckets.labels, series, strict=True)
+        ],
+    )
+    time_chart = svgchart.stacked_bar_chart(
+        buckets.labels,
+        [(label, [s[code] for s in series], code) for code, label in BANDS],
+        label=str(_("Traffic light at the end of each period")),
+    )
+    temp_chart = svgchart.line_chart(
+        buckets.labels,
+        [(label, [s[code] for s in series], f"temp-{code}") for code, label in TEMPERATURES],
+        label=str(_("Temperature at the end of each period")),
+    )
+    return Panel(
+        "lights",
+        _("Traffic light and temperature"),
+        [Figure(now_chart, now_table), Figure(time_chart + temp_chart, time_table)],
+        note=_("Over time from the score ledger; leads count from their creation."),
+    )
+
+
+# -- 3. velocity --------------------------------------------------------------------------------------------------
+
+
+def handover_facts(criteria):
+    return HandoverFact.objects.filter(criteria.dimension_q(), **in_range(criteria, "created_on"))
+
+
+def velocity(criteria):
+    stages = list(LifecycleStage.objects.filter(phase__in=VELOCITY_PHASES).order_by("position", "code"))
+    intervals = StageInterval.objects.filter(
+        criteria.dimension_q(), stage__in=[s.code for s in stages], **in_range(criteria, "left_on")
+    )
+    by_stage = percentiles_by(intervals, "stage", "seconds")
+    stage_rows = [[s.name, *by_stage.get(s.code, (0, None, None))] for s in stages if s.code in by_stage]
+    stage_table = Table(
+        "velocity_stages",
+        _("Time in each stage (visits that ended in the range)"),
+        [
+            (_("Stage"), TEXT),
+            (_("Visits"), COUNT_),
+            (_("Median"), DURATION),
+            (_("75th percentile"), DURATION),
+        ],
+        stage_rows,
+    )
+    stage_chart = svgchart.hbar_chart(
+        [row[0] for row in stage_rows],
+        [
+            (_("Median"), [row[2] / 3600 for row in stage_rows], None),
+            (_("75th percentile"), [row[3] / 3600 for row in stage_rows], None),
+        ],
+        label=str(stage_table.title),
+        value_format=hours_format,
+    )
+
+    facts = handover_facts(criteria)
+    speed_rows = [
+        [_("Handover to acceptance"), *overall_percentiles(facts.filter(status="accepted"), "decision_s")],
+        [_("Handover to first sales contact"), *overall_percentiles(facts, "first_contact_s")],
+    ]
+    speed_table = Table(
+        "velocity_handover",
+        _("Speed after the handover (handovers made in the range)"),
+        [
+            (_("Step"), TEXT),
+            (_("Handovers"), COUNT_),
+            (_("Median"), DURATION),
+            (_("75th percentile"), DURATION),
+        ],
+        speed_rows,
+    )
+    speed_chart = svgchart.hbar_chart(
+        [row[0] for row in speed_rows],
+        [
+            (_("Median"), [None if row[2] is None else row[2] / 3600 for row in speed_rows], None),
+            (_("75th percentile"), [None if row[3] is None else row[3] / 3600 for row in speed_rows], None),
+        ],
+        label=str(speed_table.title),
+        value_format=hours_format,
+    )
+
+    contact_counts = facts.aggregate(
+        **{
+            f"{key}_n": Count("pk", filter=_contact_q(low, high))
+            for key, _label, low, high in CONTACT_BUCKETS
+        },
+        **{
+            f"{key}_sql": Count("pk", filter=_contact_q(low, high) & Q(reached_sql=True))
+            for key, _label, low, high in CONTACT_BUCKETS
+        },
+        none_n=Count("pk", filter=Q(first_contact_s__isnull=True)),
+        none_sql=Count("pk", filter=Q(first_contact_s__isnull=True, reached_sql=True)),
+    )
+    contact_rows = [
+        [
+            label,
+            contact_counts[f"{key}_n"],
+            contact_counts[f"{key}_sql"],
+            rate(contact_counts[f"{key}_sql"], contact_counts[f"{key}_n"]),
+        ]
+        for key, label, _low, _high in CONTACT_BUCKETS
+    ]
+    contact_rows.append(
+        [
+            _("No contact yet"),
+            contact_counts["none_n"],
+            contact_counts["none_sql"],
+            rate(contact_counts["none_sql"], contact_counts["none_n"]),
+        ]
+    )
+    contact_table = Table(
+        "velocity_contact",
+        _("First sales contact after the handover, and how often the lead became an SQL"),
+        [
+            (_("First contact"), TEXT),
+            (_("Handovers"), COUNT_),
+            (_("Became SQL"), COUNT_),
+            (_("SQL rate"), RATE),
+        ],
+        contact_rows,
+    )
+    contact_chart = svgchart.bar_chart(
+        [row[0] for row in contact_rows],
+        [(_("SQL rate"), [row[3] for row in contact_rows], None)],
+        label=str(contact_table.title),
+        value_format=percent_format,
+    )
+    return Panel(
+        "velocity",
+        _("Velocity"),
+        [
+            Figure(stage_chart, stage_table),
+            Figure(speed_chart, speed_table),
+            Figure(contact_chart, contact_table),
+        ],
+    )
+
+
+def _contact_q(low, high):
+    q = Q(first_contact_s__gte=low) if low else Q(first_contact_s__isnull=False)
+    if high is not None:
+        q &= Q(first_contact_s__lt=high) if low else Q(first_contact_s__lte=high)
+    return q
+
+
+def overall_percentiles(queryset, value):
+    """(count, median, p75) of one column over the whole queryset, exact."""
+    queryset = queryset.filter(**{f"{value}__isnull": False}).order_by()
+    if connection.vendor == "postgresql":
+        sql, params = queryset.values_list(value).query.sql_with_params()
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT COUNT(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY v), "  # noqa: S608 - ORM SQL
+                f"percentile_cont(0.75) WITHIN GROUP (ORDER BY v) FROM ({sql}) AS x (v)",
+                params,
+            )
+            return cursor.fetchone()
+    values = list(queryset.values_list(value, flat=True).order_by(value))
+    return len(values), percentile(values, 0.5), percentile(values, 0.75)
+
+
+# -- 3b. SLA ----------------------------------------------------------------------------------------------------------
+
+
+def sla(criteria):
+    facts = handover_facts(criteria)
+    states = [
+        (HandoverFact.Sla.MET, _("Met"), "green"),
+        (HandoverFact.Sla.BREACHED, _("Breached"), "red"),
+        (HandoverFact.Sla.PENDING, _("Pending"), "yellow"),
+    ]
+    figures = []
+    for group, title, names in (
+        (
+            "team",
+            _("SLA per team (handovers made in the range)"),
+            dict(Team.objects.values_list("pk", "name")),
+        ),
+        ("rep", _("SLA per rep (handovers made in the range)"), {u.pk: str(u) for u in User.objects.all()}),
+    ):
+        counts = {}
+        for key, state, n in facts.values(group, "sla").annotate(n=Count("*")).values_list(group, "sla", "n"):
+            counts.setdefault(key, {})[state] = n
+        keys = sorted(counts, key=lambda k: (k == 0, str(names.get(k, "")).lower()))
+        rows = []
+        for key in keys:
+            c = counts[key]
+            met, breached, pending = (c.get(s, 0) for s, _l, _t in states)
+            label = names.get(key) or (_("No team") if group == "team" else _("Fallback queue"))
+            rows.append([label, met + breached + pending, met, breached, pending, rate(met, met + breached)])
+        table = Table(
+            f"sla_{group}",
+            title,
+            [
+                (_("Team") if group == "team" else _("Rep"), TEXT),
+                (_("Handovers"), COUNT_),
+                (_("Met"), COUNT_),
+                (_("Breached"), COUNT_),
+                (_("Pending"), COUNT_),
+                (_("Compliance"), RATE),
+            ],
+            rows,
+        )
+        chart = svgchart.stacked_bar_chart(
+            [row[0] for row in rows],
+            [(label, [row[2 + i] for row in rows], tone) for i, (_s, label, tone) in enumerate(states)],
+            label=str(title),
+        )
+        figures.append(Figure(chart, table))
+    return Panel(
+        "sla",
+        _("SLA compliance"),
+        figures,
+        note=_("Decided by the deadline counts as met; compliance = met ÷ (met + breached)."),
+    )
+
+
+# -- 4. lead quality vs sales performance ------------------------------------------------------------------------------
+
+
+def quality(criteria):
+    facts = handover_facts(criteria)
+    reasons = list(Handover.RejectReason.choices)
+    figures = []
+    campaign_ids = set()
+    grouped = {}
+    for group in ("source", "campaign"):
+        rows = facts.values(group, "status", "reject_reason").annotate(n=Count("*"))
+        grouped[group] = rows = list(rows.values_list(group, "status", "reject_reason", "n"))
+        if group == "campaign":
+            campaign_ids = {key for key, *_rest in rows if key}
+    names = {
+        "source": dict(Lead.Source.choices),
+        "campaign": dict(Campaign.objects.filter(pk__in=campaign_ids).values_list("pk", "name")),
+    }
+    for group, title in (
+        ("source", _("Handover outcomes per source")),
+        ("campaign", _("Handover outcomes per campaign")),
+    ):
+        by_key = {}
+        for key, status, reason, n in grouped[group]:
+            c = by_key.setdefault(
+                key, {"accepted": 0, "rejected": 0, "open": 0, **{r: 0 for r, _l in reasons}}
+            )
+            c[status] += n
+            if status == Handover.Status.REJECTED:
+                c[reason or "other"] = c.get(reason or "other", 0) + n
+        keys = sorted(by_key, key=lambda k: -sum(by_key[k][s] for s in ("accepted", "rejected", "open")))
+        rows = []
+        for key in keys:
+            c = by_key[key]
+            label = names[group].get(key) or (_("No campaign") if group == "campaign" else _("Other"))
+            total = c["accepted"] + c["rejected"] + c["open"]
+            rows.append(
+                [
+                    label,
+                    total,
+                    c["accepted"],
+                    c["rejected"],
+                    c["open"],
+                    rate(c["accepted"], c["accepted"] + c["rejected"]),
+                ]
+                + [c[r] for r, _l in reasons]
+            )
+        table = Table(
+            f"quality_{group}",
+            title,
+            [
+                (_("Source") if group == "source" else _("Campaign"), TEXT),
+                (_("Handovers"), COUNT_),
+                (_("Accepted"), COUNT_),
+                (_("Rejected"), COUNT_),
+                (_("Open"), COUNT_),
+                (_("Acceptance rate"), RATE),
+            ]
+            + [(label, COUNT_) for _r, label in reasons],
+            rows,
+        )
+        shown = rows[:TOP_CAMPAIGNS]
+        chart = svgchart.stacked_bar_chart(
+            [row[0] for row in shown],
+            [(_("Accepted"), [row[2] for row in shown], "green")]
+            + [(label, [row[6 + i] for row in shown], None) for i, (_r, label) in enumerate(reasons)],
+            label=str(title),
+        )
+        figures.append(Figure(chart, table))
+    figures.append(rep_conversion(criteria))
+    return Panel(
+        "quality",
+        _("Lead quality and sales follow-up"),
+        figures,
+        note=_(
+            "Low acceptance with many rejection reasons points at the leads; accepted leads that rarely become SQLs "
+            "point at the follow-up."
+        ),
+    )
+
+
+def rep_conversion(criteria):
+    """SAL → SQL and SQL → won per rep, for the leads created in the range (their owner now)."""
+    stages = ["sal", "sql", "won"]
+    counts = {}
+    dims = dict(criteria.dims)
+    if set(dims) <= {"rep"}:
+        cube = FunnelDaily.objects.filter(
+            kind=FunnelDaily.Kind.REACHED, dim="rep", stage__in=stages, **in_range(criteria, "day")
+        )
+        if "rep" in dims:
+            cube = cube.filter(value=str(dims["rep"]))
+        for value, stage, n in (
+            cube.values("value", "stage").annotate(n=Sum("n")).values_list("value", "stage", "n")
+        ):
+            counts.setdefault(int(value), {})[stage] = n
+    else:
+        facts = LeadFact.objects.filter(criteria.dimension_q(), **in_range(criteria, "created_on"))
+        rows = facts.values("rep").annotate(
+            **{stage: Count("pk", filter=Q(**{f"reached_{stage}": True})) for stage in stages}
+        )
+        for row in rows:
+            counts[row["rep"]] = {stage: row[stage] for stage in stages}
+    names = {u.pk: str(u) for u in User.objects.filter(pk__in=[k for k in counts if k])}
+    rows = []
+    for key in sorted(counts, key=lambda k: str(names.get(k, "~")).lower()):
+        c = counts[key]
+        sal, sql_, won = (c.get(s, 0) for s in stages)
+        if not (sal or sql_ or won):
+            continue
+        rows.append([names.get(key) or _("No owner"), sal, sql_, won, rate(sql_, sal), rate(won, sql_)])
+    table = Table(
+        "quality_rep",
+        _("Conversion per rep (leads created in the range, by their owner)"),
+        [
+            (_("Rep"), TEXT),
+            (_("SAL"), COUNT_),
+            (_("SQL"), COUNT_),
+            (_("Won"), COUNT_),
+            (_("SAL → SQL"), RATE),
+            (_("SQL → won"), RATE),
+        ],
+        rows,
+    )
+    chart = svgchart.bar_chart(
+        [row[0] for row in rows],
+        [(_("SAL → SQL"), [row[4] for row in rows], None), (_("SQL → won"), [row[5] for row in rows], None)],
+        label=str(table.title),
+        value_format=percent_format,
+    )
+    return Figure(chart, table)
+
+
+PANELS = {
+    "funnel": funnel,
+    "lights": lights,
+    "velocity": velocity,
+    "sla": sla,
+    "quality": quality,
+}
