@@ -3,10 +3,17 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import given, settings
+from django.db import transaction
+from django.utils import timezone
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from leadcockpit.insights import attribution as a
+from leadcockpit.insights import credits
+from leadcockpit.insights.models_attribution import MODEL_COLUMNS, CreditDaily, CreditFact, CreditMonthly
+from leadcockpit.leads.models import Lead
+
+from .factories import CampaignFactory, LeadFactory, StageChangeFactory, TouchpointFactory
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -204,3 +211,216 @@ def test_weights_are_never_negative_and_sum_to_one(hours, model, convert, create
     assert sum(w) == (pytest.approx(1.0) if counted else 0)
     touches = [a.Touch(at, f"c{i % 3}", i % 2 or None) for i, at in enumerate(times)]
     assert sum(a.credit(model, touches, converted_at=converted_at).values()) == pytest.approx(1.0)
+
+
+# --- stored credits: SQL against the Python rules -----------------------------------------------------------
+
+
+def stored_facts(lead_ids=None):
+    rows = CreditFact.objects.all()
+    if lead_ids is not None:
+        rows = rows.filter(lead_id__in=lead_ids)
+    out = {}
+    for row in rows:
+        key = (row.lead_id, row.outcome, row.credit_channel, row.credit_campaign)
+        assert key not in out
+        out[key] = {m: getattr(row, f"w_{m}") for m in MODEL_COLUMNS}
+    return out
+
+
+def reference_facts(leads):
+    out = {}
+    for lead in leads:
+        lead.refresh_from_db()
+        for (outcome, channel, campaign), weights in credits.lead_credits(lead).items():
+            out[(lead.pk, outcome, channel, campaign)] = {m: weights.get(m, 0.0) for m in MODEL_COLUMNS}
+    return out
+
+
+def assert_same_facts(got, want):
+    assert set(got) == set(want)
+    for key, weights in want.items():
+        assert got[key] == pytest.approx(weights, abs=1e-9), key
+
+
+def cube_rows(model):
+    return {
+        (r.dim, r.value, r.day, r.outcome, r.channel, r.campaign): (
+            [getattr(r, f"c_{m}") for m in MODEL_COLUMNS]
+            + [getattr(r, f"r_{m}") for m in MODEL_COLUMNS]
+            + [r.won],
+            r.n,
+        )
+        for r in model.objects.all()
+    }
+
+
+def assert_same_cube(got, want):
+    assert set(got) == set(want)
+    for key, (sums, n) in want.items():
+        assert got[key][1] == n, key
+        assert got[key][0] == pytest.approx(sums, abs=1e-6), key
+
+
+NOW = timezone.now().replace(microsecond=0)
+
+
+def make_lead(*, created, touches=(), mql=None, sql=None, won=None, campaign=None, channel=None, deal=None):
+    def at(day, shift=0.0):
+        return None if day is None else NOW + timedelta(days=day - shift)
+
+    stage = "won" if won is not None else "sql" if sql is not None else "mql" if mql is not None else "mgl"
+    lead = LeadFactory(
+        created_at=at(created),
+        mql_at=at(mql),
+        sal_at=at(sql, 0.5),
+        sql_at=at(sql),
+        closed_at=at(won),
+        stage_id=stage,
+        campaign=campaign,
+        first_channel_id=channel,
+        deal_value=deal,
+    )
+    for day, tp_channel, tp_campaign in touches:
+        TouchpointFactory(
+            lead=lead, occurred_at=NOW + timedelta(days=day), channel_id=tp_channel, campaign=tp_campaign
+        )
+    return lead
+
+
+@pytest.mark.django_db
+def test_stored_credits_of_a_won_lead_match_the_hand_computed_weights():
+    fair = CampaignFactory(name="Hannover Messe", channel_id="trade_fair")
+    lead = make_lead(
+        created=-30,
+        touches=[(-40, "organic", None), (-30, None, fair), (-20, "email", None), (-10, "paid_search", None)],
+        mql=-25,
+        sql=-15,
+        won=-5,
+        campaign=fair,
+        channel="trade_fair",
+        deal=12000,
+    )
+    credits.rebuild()
+    facts = stored_facts([lead.pk])
+    # Won at day -5: four touches. W-shaped: first (organic), creation (the fair, at creation), opportunity (email,
+    # the last before SQL at -15) 30 % each, the rest (paid search) 10 %.
+    assert facts[(lead.pk, "won", "organic", 0)]["w_shaped"] == pytest.approx(0.3)
+    assert facts[(lead.pk, "won", "trade_fair", fair.pk)]["w_shaped"] == pytest.approx(0.3)
+    assert facts[(lead.pk, "won", "email", 0)]["w_shaped"] == pytest.approx(0.3)
+    assert facts[(lead.pk, "won", "paid_search", 0)]["w_shaped"] == pytest.approx(0.1)
+    assert facts[(lead.pk, "won", "paid_search", 0)]["last_touch"] == 1
+    assert facts[(lead.pk, "won", "trade_fair", fair.pk)]["own"] == 1
+    # MQL at day -25: only the first two touches count; U-shaped with two is 50/50.
+    assert facts[(lead.pk, "mql", "organic", 0)]["u_shaped"] == pytest.approx(0.5)
+    assert facts[(lead.pk, "mql", "trade_fair", fair.pk)]["u_shaped"] == pytest.approx(0.5)
+    assert (lead.pk, "mql", "email", 0) not in facts
+    # Time decay at the win: ages 35, 25, 15 and 5 days with a 7-day half-life.
+    raw = [0.5 ** (age / 7) for age in (35, 25, 15, 5)]
+    assert facts[(lead.pk, "won", "email", 0)]["time_decay"] == pytest.approx(raw[2] / sum(raw))
+    won = CreditFact.objects.get(lead_id=lead.pk, outcome="won", credit_channel="email")
+    assert won.won
+    assert won.deal_value == 12000
+    for outcome in ("lead", "mql", "sal", "sql", "won"):
+        for model in MODEL_COLUMNS:
+            total = sum(w[model] for (pk, o, *_), w in facts.items() if o == outcome)
+            assert total == pytest.approx(1.0), (outcome, model)
+
+
+@pytest.mark.django_db
+def test_a_lead_without_touchpoints_credits_its_own_campaign_in_every_model():
+    webinar = CampaignFactory(channel_id="webinar")
+    lead = make_lead(created=-3, mql=-1, campaign=webinar, channel="organic")
+    bare = make_lead(created=-3)
+    credits.rebuild()
+    facts = stored_facts([lead.pk, bare.pk])
+    # The campaign's channel wins over the lead's first channel, so channel and campaign agree.
+    assert facts[(lead.pk, "mql", "webinar", webinar.pk)] == dict.fromkeys(MODEL_COLUMNS, 1.0)
+    assert facts[(bare.pk, "lead", "", 0)] == dict.fromkeys(MODEL_COLUMNS, 1.0)
+
+
+lead_specs = st.fixed_dictionaries(
+    {
+        "created": st.integers(-60, 0),
+        "touches": st.lists(
+            st.tuples(st.integers(-90, 0), st.sampled_from(["organic", "email", None]), st.booleans()),
+            max_size=6,
+        ),
+        "mql": st.one_of(st.none(), st.integers(-60, 0)),
+        "sql": st.one_of(st.none(), st.integers(-60, 0)),
+        "won": st.one_of(st.none(), st.integers(-60, 0)),
+        "own_campaign": st.booleans(),
+        "deal": st.one_of(st.none(), st.integers(1000, 90000)),
+    }
+)
+
+
+@pytest.mark.django_db
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(specs=st.lists(lead_specs, min_size=1, max_size=4))
+def test_stored_credits_equal_the_python_rules_for_any_leads(specs):
+    with transaction.atomic():
+        campaign = CampaignFactory(channel_id="paid_search")
+        leads = [
+            make_lead(
+                created=s["created"],
+                touches=[(day, ch, campaign if use else None) for day, ch, use in s["touches"]],
+                mql=s["mql"],
+                sql=s["sql"],
+                won=s["won"],
+                campaign=campaign if s["own_campaign"] else None,
+                channel="webinar",
+                deal=s["deal"],
+            )
+            for s in specs
+        ]
+        credits.rebuild()
+        assert_same_facts(stored_facts(), reference_facts(leads))
+        transaction.set_rollback(True)
+
+
+@pytest.mark.django_db
+def test_a_refresh_after_changes_leaves_the_same_tables_as_a_rebuild():
+    email = CampaignFactory(channel_id="email")
+    leads = [
+        make_lead(
+            created=-20 + i, touches=[(-25 + i, "organic", None), (-15 + i, "email", email)], mql=-10 + i
+        )
+        for i in range(4)
+    ]
+    make_lead(created=-50, touches=[(-50, "organic", None)], mql=-40, sql=-30, won=-20, deal=5000)
+    credits.rebuild()
+    # A late touchpoint before the MQL, a stage change to SQL, a win with a value, a changed campaign, a new lead.
+    TouchpointFactory(lead=leads[0], occurred_at=NOW - timedelta(days=19), channel_id="referral")
+    Lead.objects.filter(pk=leads[1].pk).update(sql_at=NOW - timedelta(days=1), stage_id="sql")
+    StageChangeFactory(lead=leads[1], to_stage_id="sql")
+    Lead.objects.filter(pk=leads[2].pk).update(
+        stage_id="won", closed_at=NOW - timedelta(hours=1), deal_value=7000, updated_at=timezone.now()
+    )
+    Lead.objects.filter(pk=leads[3].pk).update(campaign=email, updated_at=timezone.now())
+    make_lead(created=-1, touches=[(-2, "email", email)])
+
+    result = credits.refresh()
+
+    assert not result.rebuilt
+    refreshed = (stored_facts(), cube_rows(CreditDaily), cube_rows(CreditMonthly))
+    assert (leads[0].pk, "mql", "referral", 0) in refreshed[0]
+    assert (leads[1].pk, "sql", "email", email.pk) in refreshed[0]
+    assert CreditFact.objects.filter(lead_id=leads[2].pk, outcome="won", deal_value=7000).exists()
+    assert (leads[3].pk, "lead", "email", email.pk) in refreshed[0]
+    credits.rebuild()
+    assert_same_facts(refreshed[0], stored_facts())
+    assert_same_cube(refreshed[1], cube_rows(CreditDaily))
+    assert_same_cube(refreshed[2], cube_rows(CreditMonthly))
+
+
+@pytest.mark.django_db
+def test_only_a_touchpoint_before_a_conversion_makes_a_lead_stale():
+    lead = make_lead(created=-10, touches=[(-10, "organic", None)], mql=-5)
+    Lead.objects.filter(pk=lead.pk).update(updated_at=NOW - timedelta(days=1))
+    credits.rebuild()
+    TouchpointFactory(lead=lead, occurred_at=NOW, channel_id="email")
+    stored = credits._state(lock=False).watermarks
+    assert lead.pk not in credits.changed_leads(stored, credits._current_marks())
+    TouchpointFactory(lead=lead, occurred_at=NOW - timedelta(days=6), channel_id="email")
+    assert lead.pk in credits.changed_leads(stored, credits._current_marks())

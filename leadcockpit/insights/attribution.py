@@ -19,7 +19,8 @@ The models:
   touchpoint before the conversion). Milestones falling on the same touchpoint count once: the distinct
   milestone touchpoints share 90 % equally (two distinct: 45/45, one: 90) and the rest share 10 %; when there
   is no other touchpoint, the milestones share 100 % (three touchpoints: a third each, two: 50/50, one: 100 %).
-- time decay: weight ∝ 0.5 ** (age at conversion / half-life); half-life configurable (default 7 days).
+- time decay: weight ∝ 0.5 ** (age at conversion / half-life); half-life configurable (default 7 days); ages
+  beyond 1,000 half-lives count as 1,000.
 
 A lead with no touchpoint at or before the conversion gets its whole credit, in every model, on the lead's own
 first channel and campaign (Lead.first_channel, Lead.campaign) — "(none)" when it has neither.
@@ -49,6 +50,7 @@ DEFAULT_HALF_LIFE_DAYS = 7.0
 
 U_ENDS = 0.4  # first and last each
 W_MILESTONES = 0.9  # shared by the distinct milestone touchpoints when other touchpoints exist
+MAX_HALF_LIVES = 1000  # 0.5 ** 1000 is still a normal float
 
 
 def weights(
@@ -90,12 +92,11 @@ def _model_weights(model, times, converted_at, created_at, opportunity_at, half_
         return _shaped(n, {0, n - 1}, U_ENDS * 2)
     if model == W_SHAPED:
         return _shaped(n, w_milestones(times, converted_at, created_at, opportunity_at), W_MILESTONES)
-    # Time decay. Relative to the newest touchpoint, so old ones underflow to 0 instead of all of them.
+    # Time decay. An age beyond MAX_HALF_LIVES half-lives counts as that many, so no weight underflows to 0.
     hl = half_life.total_seconds()
     if hl <= 0:
         raise ValueError("the half-life must be positive")
-    newest = times[-1]
-    raw = [0.5 ** ((newest - at).total_seconds() / hl) for at in times]
+    raw = [0.5 ** min((converted_at - at).total_seconds() / hl, MAX_HALF_LIVES) for at in times]
     total = sum(raw)
     return [r / total for r in raw]
 
