@@ -405,6 +405,7 @@ def mark_changed(cursor, state, now):
                 f"WHERE id > %s AND id <= %s AND {column} IS NOT NULL ON CONFLICT (lead_id) DO NOTHING",
                 [stamp, start, hi_now],
             )
+        new_ids[key] = [hi, hi_now]
     counts = {}
     for key, (lo, hi) in new_ids.items():
         cursor.execute(f"SELECT COUNT(*) FROM {T[key]} WHERE id > %s AND id <= %s", [lo, hi])
