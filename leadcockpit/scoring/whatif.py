@@ -54,6 +54,7 @@ ROWS_TABLE = "scoring_whatif"
 WINDOW_DAYS = 28  # the expected MQL flow is read off the leads that arrived in the last four weeks
 SAMPLE = 20
 HISTOGRAM_BINS = 24
+PERCENTILE_SAMPLE = 100_000  # the histogram's 1st and 99th percentiles come from about this many leads
 MIN_TRUST = 30  # fewer leads than this behind a backtest figure: shown, with a warning
 PREVIEW_MAX_AGE = timedelta(minutes=10)  # a preview of the same criteria this recent is shown again
 PREVIEW_STALE = timedelta(minutes=2)  # a preview queued this long without a worker taking it is given up
@@ -310,7 +311,11 @@ def score_rows(version, *, as_of, only_outcomes=False):
         for table in ("scoring_whatif_new", "scoring_whatif_all"):
             cursor.execute(f"DROP TABLE IF EXISTS {table}")
         if d.postgres:
+            # Statistics for the aggregates over the table (without them the planner guesses a million groups
+            # and sorts). A small sample does: the default 30,000 rows cost a tenth of the whole preview.
+            cursor.execute("SET LOCAL default_statistics_target = 10")
             cursor.execute(f"ANALYZE {ROWS_TABLE}")
+            cursor.execute("SET LOCAL default_statistics_target TO DEFAULT")
     return rows
 
 
@@ -356,13 +361,16 @@ def compute(version, *, as_of=None) -> dict:
     d = Dialect(connection.vendor)
     with transaction.atomic(), connection.cursor() as cursor:
         scope = score_rows(version, as_of=as_of)
+        sides, moves, span = _sides_and_moves(d, cursor, as_of)
         result = {
             "scope": scope,
             "as_of": as_of.isoformat(),
             "window_days": WINDOW_DAYS,
-            "sides": _sides(d, cursor, as_of),
-            **_changes(d, cursor),
-            "histogram": _histogram(d, cursor),
+            "sides": sides,
+            "band_moves": moves,
+            "changed_total": sum(move["count"] for move in moves),
+            "changed": _changed(cursor),
+            "histogram": _histogram(d, cursor, span),
             "capacity": _capacity(as_of),
             "backtest": _backtest(cursor, version),
         }
@@ -380,55 +388,70 @@ def backtest(version, *, as_of=None) -> dict:
     return result
 
 
-def _sides(d, cursor, as_of):
+def _sides_and_moves(d, cursor, as_of):
+    """Both sides' counts, the band moves and the score range, from one pass over ROWS_TABLE (each pass over a
+    million rows costs a good part of a second, so the figures share one GROUP BY of a few hundred groups)."""
     since = as_of - timedelta(days=WINDOW_DAYS)
-    sides = {}
-    for side, prefix in (("draft", ""), ("active", "old_")):
-        mql = d.flag("mql") if side == "draft" else "old_mql"
-        figures = {
+    cursor.execute(
+        "SELECT old_band, band, old_temperature, temperature, old_grade, grade, "
+        f"CASE WHEN old_mql THEN 1 ELSE 0 END, mql, CASE WHEN created_at >= %s THEN 1 ELSE 0 END, "
+        f"CASE WHEN stage IN ({', '.join(['%s'] * len(MQL_FROM_STAGES))}) THEN 1 ELSE 0 END, "
+        f"COUNT(*), MIN(score), MAX(score), MIN(old_score), MAX(old_score) FROM {ROWS_TABLE} "
+        "GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10",
+        [since, *MQL_FROM_STAGES],
+    )
+    sides = {
+        side: {
             "bands": dict.fromkeys(BANDS, 0),
             "temperatures": dict.fromkeys(TEMPERATURES, 0),
             "grades": dict.fromkeys(GRADES, 0),
+            "mql": 0,
+            "recent": 0,
         }
-        cursor.execute(
-            f"SELECT {prefix}band, {prefix}temperature, {prefix}grade, COUNT(*) FROM {ROWS_TABLE} "
-            f"GROUP BY {prefix}band, {prefix}temperature, {prefix}grade"
-        )
-        for band, temperature, grade, count in cursor.fetchall():
-            for key, value in (("bands", band), ("temperatures", temperature), ("grades", grade)):
+        for side in ("draft", "active")
+    }
+    moves = {}
+    activation = 0
+    lows, highs = [], []
+    for row in cursor.fetchall():
+        old_band, band, old_temperature, temperature, old_grade, grade = row[:6]
+        old_mql, mql, recent, movable, count, low, high, old_low, old_high = row[6:]
+        lows += [low, old_low]
+        highs += [high, old_high]
+        for side, values in (
+            ("draft", (band, temperature, grade, mql)),
+            ("active", (old_band, old_temperature, old_grade, old_mql)),
+        ):
+            figures = sides[side]
+            for key, value in zip(("bands", "temperatures", "grades"), values[:3], strict=True):
                 figures[key][value] = figures[key].get(value, 0) + count
-        cursor.execute(
-            f"SELECT COALESCE(SUM(CASE WHEN {mql} THEN 1 ELSE 0 END), 0), "
-            f"COALESCE(SUM(CASE WHEN {mql} AND created_at >= %s THEN 1 ELSE 0 END), 0) FROM {ROWS_TABLE}",
-            [since],
-        )
-        total, recent = cursor.fetchone()
-        figures["mql"] = int(total)
-        figures["mql_per_week"] = round(int(recent) * 7 / WINDOW_DAYS, 1)
-        sides[side] = figures
-    # Leads the version would make MQLs the moment it went live (they are in a stage scoring may move on).
-    cursor.execute(
-        f"SELECT COUNT(*) FROM {ROWS_TABLE} WHERE {d.flag('mql')} AND NOT old_mql "
-        f"AND stage IN ({', '.join(['%s'] * len(MQL_FROM_STAGES))})",
-        list(MQL_FROM_STAGES),
-    )
-    sides["draft"]["mql_at_activation"] = cursor.fetchone()[0]
-    return sides
-
-
-def _changes(d, cursor):
-    cursor.execute(
-        f"SELECT old_band, band, COUNT(*) FROM {ROWS_TABLE} WHERE old_band <> band GROUP BY old_band, band"
-    )
+            if values[3]:
+                figures["mql"] += count
+                figures["recent"] += count * recent
+        if old_band != band:
+            moves[old_band, band] = moves.get((old_band, band), 0) + count
+        # Leads the version would make MQLs the moment it went live (they are in a stage scoring may move on).
+        if mql and not old_mql and movable:
+            activation += count
+    for figures in sides.values():
+        figures["mql_per_week"] = round(figures.pop("recent") * 7 / WINDOW_DAYS, 1)
+    sides["draft"]["mql_at_activation"] = activation
     order = {band: index for index, band in enumerate(BANDS)}
     moves = sorted(
-        ({"from": old, "to": new, "count": count} for old, new, count in cursor.fetchall()),
+        ({"from": old, "to": new, "count": count} for (old, new), count in moves.items()),
         key=lambda move: (order.get(move["from"], 9), order.get(move["to"], 9)),
     )
+    span = (min(lows), max(highs)) if lows else None
+    return sides, moves, span
+
+
+def _changed(cursor):
+    """The leads changing band whose score moves most (picked from ROWS_TABLE before their names are joined)."""
     cursor.execute(
         f"SELECT w.id, l.first_name, l.last_name, l.email, l.external_id, w.old_band, w.band, w.old_score, "
-        f"w.score FROM {ROWS_TABLE} w JOIN {LEAD} l ON l.id = w.id WHERE w.old_band <> w.band "
-        f"ORDER BY ABS(w.score - w.old_score) DESC, w.id LIMIT %s",
+        f"w.score FROM (SELECT id, old_band, band, old_score, score FROM {ROWS_TABLE} WHERE old_band <> band "
+        f"ORDER BY ABS(score - old_score) DESC, id LIMIT %s) w JOIN {LEAD} l ON l.id = w.id "
+        f"ORDER BY ABS(w.score - w.old_score) DESC, w.id",
         [SAMPLE],
     )
     changed = []
@@ -444,11 +467,7 @@ def _changes(d, cursor):
                 "score": round(score, 1),
             }
         )
-    return {
-        "band_moves": moves,
-        "changed_total": sum(move["count"] for move in moves),
-        "changed": changed,
-    }
+    return changed
 
 
 def _nice_step(span, bins):
@@ -460,20 +479,25 @@ def _nice_step(span, bins):
     return 10 * magnitude
 
 
-def _histogram(d, cursor):
-    """Both score distributions over the same bins; the outer 1 % on each side falls into the end bins."""
-    cursor.execute(
-        f"SELECT MIN(score), MAX(score), MIN(old_score), MAX(old_score), COUNT(*) FROM {ROWS_TABLE}"
-    )
-    low1, high1, low2, high2, count = cursor.fetchone()
-    if not count:
+def _histogram(d, cursor, span):
+    """Both score distributions over the same bins; the outer 1 % on each side falls into the end bins.
+
+    span: the lowest and highest score of either side, or None without rows.
+    """
+    if span is None:
         return {"edges": [], "draft": [], "active": []}
-    low, high = min(low1, low2), max(high1, high2)
+    low, high = span
+    count = _count(cursor, ROWS_TABLE)
     if d.postgres and count > 200:
-        # Outliers would squeeze everyone else into a bin or two: span the 1st to 99th percentile instead.
+        # Outliers would squeeze everyone else into a bin or two: span the 1st to 99th percentile instead. Of a
+        # large table, from every k-th lead: sorting two million scores would spill to disk, and the ends of the
+        # bins need no more precision than a hundred thousand give.
+        every = max(1, count // PERCENTILE_SAMPLE)
         cursor.execute(
             "SELECT percentile_disc(0.01) WITHIN GROUP (ORDER BY v), percentile_disc(0.99) WITHIN GROUP (ORDER BY v) "
-            f"FROM (SELECT score AS v FROM {ROWS_TABLE} UNION ALL SELECT old_score FROM {ROWS_TABLE}) u"
+            f"FROM (SELECT score AS v FROM {ROWS_TABLE} WHERE id %% %s = 0 "
+            f"UNION ALL SELECT old_score FROM {ROWS_TABLE} WHERE id %% %s = 0) u",
+            [every, every],
         )
         low, high = cursor.fetchone()
     step = _nice_step(high - low, HISTOGRAM_BINS)
@@ -482,17 +506,15 @@ def _histogram(d, cursor):
     if start + bins * step <= high:
         bins += 1
     edges = [round(start + index * step, 6) for index in range(bins + 1)]
-    result = {"edges": edges}
-    for side, column in (("draft", "score"), ("active", "old_score")):
-        bucket = f"CAST(FLOOR(({column} - %s) / %s) AS INTEGER)"
-        cursor.execute(
-            f"SELECT {bucket} AS b, COUNT(*) FROM {ROWS_TABLE} GROUP BY b",
-            [start, step],
-        )
-        counts = [0] * bins
-        for index, number in cursor.fetchall():
-            counts[max(0, min(bins - 1, int(index)))] += number
-        result[side] = counts
+    bucket = "CAST(FLOOR(({} - %s) / %s) AS INTEGER)"
+    cursor.execute(
+        f"SELECT {bucket.format('score')}, {bucket.format('old_score')}, COUNT(*) FROM {ROWS_TABLE} GROUP BY 1, 2",
+        [start, step, start, step],
+    )
+    result = {"edges": edges, "draft": [0] * bins, "active": [0] * bins}
+    for new, old, number in cursor.fetchall():
+        result["draft"][max(0, min(bins - 1, int(new)))] += number
+        result["active"][max(0, min(bins - 1, int(old)))] += number
     return result
 
 
