@@ -77,6 +77,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "leadcockpit.accounts.context_processors.navigation",
+                "leadcockpit.scoring.context_processors.review_reminders",
             ],
             "builtins": ["template_partials.templatetags.partials"],
         },
