@@ -107,7 +107,9 @@ def test_rollback_is_a_new_draft_of_the_earlier_version_that_needs_both_approval
     assert response.redirect_chain[-1][0] == reverse("scoring:version", args=[draft.pk])
     # The draft carries v1's criteria (v2 had changed "Demo request"), and v2 stays active until it is approved.
     assert draft.criteria.get(label="Demo request").points == active.criteria.get(label="Demo request").points
-    assert set(draft.criteria.values_list("key", flat=True)) == set(active.criteria.values_list("key", flat=True))
+    assert set(draft.criteria.values_list("key", flat=True)) == set(
+        active.criteria.values_list("key", flat=True)
+    )
     proposed.refresh_from_db()
     active.refresh_from_db()
     assert (active.status, proposed.status) == ("retired", "active")
