@@ -21,7 +21,7 @@ The steps of a learning run (learn()):
    reps fill in), an identifier or the outcome is excluded; so is a field that separates the outcomes nearly
    perfectly (values covering ≥ 10 % of the leads convert at ≥ 98 % or ≤ 2 %, or the field alone ranks the
    outcomes with AUC ≥ 0.95), and an activity mostly recorded after the outcome was known. Each exclusion
-   carries its reason; `include` in the options overrides the statistical ones, never an outcome or an id.
+   carries its reason; `include` in the options overrides the statistical findings, never a provenance.
 4. Fit: L2-regularised logistic regression (lib/logit.py) on the training rows; coefficients with 95 %
    confidence intervals from the penalised Fisher information.
 5. Explain: per column its effect relative to its field's baseline (coefficient, CI, odds ratio), the
@@ -109,7 +109,7 @@ PROVENANCE_REASONS = {
     "outcome": gettext_lazy("It is the outcome itself."),
     "id": gettext_lazy("An identifier, not a signal."),
 }
-NEVER_INCLUDED = {"outcome", "id"}
+NEVER_INCLUDED = {"outcome", "id", "sales"}  # facts about a field, not findings: no override
 
 
 # --- Permissions ---------------------------------------------------------------------------------------------
@@ -515,20 +515,13 @@ def guard(candidate, columns, y, train):
     """Why this candidate must stay out of the model, as (code, reason, details), or None."""
     if candidate.provenance in PROVENANCE_REASONS:
         return candidate.provenance, str(PROVENANCE_REASONS[candidate.provenance]), {}
+    if candidate.kind == "count" and (finding := _after_outcome(candidate)) is not None:
+        return finding
     if not columns:
         return None
     rows = np.flatnonzero(train)
     labels = y[rows]
     n = len(rows)
-    if candidate.kind == "count":
-        late, total = candidate.after_outcome
-        if total >= MIN_SUPPORT and late / total >= AFTER_OUTCOME_SHARE:
-            return (
-                "after_outcome",
-                _("%(share)s of these touchpoints of closed leads were recorded after the outcome was known.")
-                % {"share": _percent(late / total)},
-                {"after": late, "of": total},
-            )
     # The field's cells: which column (level, empty or other; a number's step count) each row falls in.
     if candidate.kind in ("count", NUMBER):
         weight = {"empty": 1000, "at_most": -1}
@@ -573,6 +566,19 @@ def guard(candidate, columns, y, train):
                 % {"share": _percent(covered / n), "values": shown},
                 {"values": extreme, "coverage": round(covered / n, 4)},
             )
+    return None
+
+
+def _after_outcome(candidate):
+    """An activity recorded mostly after the outcome was known follows from it (onboarding, say)."""
+    late, total = candidate.after_outcome
+    if total >= MIN_SUPPORT and late / total >= AFTER_OUTCOME_SHARE:
+        return (
+            "after_outcome",
+            _("%(share)s of these touchpoints of closed leads were recorded after the outcome was known.")
+            % {"share": _percent(late / total)},
+            {"after": late, "of": total},
+        )
     return None
 
 
@@ -631,9 +637,10 @@ def learn(model, *, options=None, as_of=None, progress=_noop) -> dict:
         columns = [
             c for c in columns_for(candidate, train, catalogue) if 0 < c.data[train].sum() < train.sum()
         ]
-        if not columns and candidate.provenance not in PROVENANCE_REASONS:
+        late = candidate.kind == "count" and _after_outcome(candidate) is not None
+        if not columns and candidate.provenance not in PROVENANCE_REASONS and not late:
             continue
-        if not columns and not _varies(candidate, train):
+        if not columns and not late and not _varies(candidate, train):
             continue
         finding = guard(candidate, columns, rows.y, train)
         if candidate.key in exclude:

@@ -42,7 +42,8 @@ CALIBRATION_EDGES = [k / 10 for k in range(11)]
 
 
 def outcome_rows(version, *, as_of):
-    """(ids, scores, bands, outcomes, outcome moments) of the leads the version scores whose outcome is known."""
+    """(id, score, band, outcome, recent) of the leads the version scores whose outcome is known; recent: 1 when
+    the outcome became known within RECENT_DAYS before as_of."""
     d = Dialect(connection.vendor)
     catalogue = attribute_catalogue()
     with transaction.atomic(), connection.cursor() as cursor:
@@ -50,10 +51,12 @@ def outcome_rows(version, *, as_of):
         params = []
         outcome = outcome_sql(d, params, catalogue)
         at = outcome_at_sql(params)
+        params.append(as_of - timedelta(days=RECENT_DAYS))
         where_params = []
         where = outcome_sql(d, where_params, catalogue)
         cursor.execute(
-            f"SELECT w.id, w.score, w.band, {outcome}, {at} FROM {whatif.ROWS_TABLE} w "
+            f"SELECT w.id, w.score, w.band, {outcome}, CASE WHEN {at} >= %s THEN 1 ELSE 0 END "
+            f"FROM {whatif.ROWS_TABLE} w "
             f"JOIN {LEAD} l ON l.id = w.id WHERE {where} IS NOT NULL ORDER BY w.id",
             params + where_params,
         )
@@ -132,8 +135,7 @@ def compute_report(version, *, as_of=None) -> ValidityReport:
     outcomes = np.array([row[3] for row in fetched], dtype=float)
     predict, source = predictor(version, scores, outcomes)
     overall = figures(ids, scores, bands, outcomes, predict)
-    since = as_of - timedelta(days=RECENT_DAYS)
-    recent_mask = np.array([row[4] is not None and row[4] >= since for row in fetched], dtype=bool)
+    recent_mask = np.array([bool(row[4]) for row in fetched], dtype=bool)
     recent = None
     if recent_mask.any():
         recent = figures(
