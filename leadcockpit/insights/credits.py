@@ -14,12 +14,15 @@ exact, no running sums that drift. One refresh at a time (it holds the state row
 Runs on PostgreSQL and, for the embedded demo, SQLite (the same SQL through a few dialect helpers).
 """
 
+import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import connection, transaction
+from django.db.models import Case, Count, F, FloatField, Q, Sum, Value, When
 from django.utils import timezone
 
 from leadcockpit.accounts.models import User
@@ -29,6 +32,8 @@ from . import attribution
 from .attribution import MAX_HALF_LIVES
 from .models import RollupState
 from .models_attribution import MODEL_COLUMNS, CreditDaily, CreditFact, CreditMonthly, Outcome
+
+log = logging.getLogger(__name__)
 
 LEAD = Lead._meta.db_table
 TOUCHPOINT = Touchpoint._meta.db_table
@@ -536,3 +541,132 @@ def lead_credits(lead, *, half_life_days_=None) -> dict:
             for (channel, campaign), weight in credit.items():
                 out.setdefault((outcome.value, channel, campaign), {})[model] = weight
     return out
+
+
+# -- reading: what the panels ask -------------------------------------------------------------------------------
+
+
+@dataclass
+class Sums:
+    """Credits of one (outcome, channel, campaign): per model the summed weights and revenue, the own weight of
+    leads that are won, and how many facts."""
+
+    credit: dict = field(default_factory=lambda: dict.fromkeys(MODEL_COLUMNS, 0.0))
+    revenue: dict = field(default_factory=lambda: dict.fromkeys(MODEL_COLUMNS, 0.0))
+    won: float = 0.0
+    n: int = 0
+
+    def add(self, row):
+        for m in MODEL_COLUMNS:
+            self.credit[m] += row[f"c_{m}"] or 0.0
+            self.revenue[m] += row[f"r_{m}"] or 0.0
+        self.won += row["won"] or 0.0
+        self.n += row["n"] or 0
+
+
+def split_range(start, end):
+    """(first month, last month, day ranges): the whole months inside [start, end] (as their first days; None,
+    None when there is none) and the day ranges left over at the edges."""
+    first = start if start.day == 1 else (start.replace(day=1) + timedelta(days=32)).replace(day=1)
+    after_end = end + timedelta(days=1)
+    last_end = end if after_end.day == 1 else end.replace(day=1) - timedelta(days=1)
+    if first > last_end:
+        return None, None, [(start, end)]
+    days = []
+    if start < first:
+        days.append((start, first - timedelta(days=1)))
+    if last_end < end:
+        days.append((last_end + timedelta(days=1), end))
+    return first, last_end.replace(day=1), days
+
+
+def _credit_filters(criteria, prefix=""):
+    """The credited channel and campaign chosen in the filters, as ORM keyword arguments."""
+    out = {}
+    if "channel" in criteria.dims:
+        out[f"{prefix}channel"] = criteria.dims["channel"]
+    if "campaign" in criteria.dims:
+        out[f"{prefix}campaign"] = int(criteria.dims["campaign"])
+    return out
+
+
+def lead_dims(criteria):
+    return {name: value for name, value in criteria.dims.items() if name in CUBE_DIMENSIONS}
+
+
+def cube_key(criteria):
+    """(dim, value) of the cube rows answering the lead filters, or None when two or more are chosen."""
+    dims = lead_dims(criteria)
+    if not dims:
+        return "", ""
+    if len(dims) == 1:
+        ((name, value),) = dims.items()
+        return name, str(value)
+    return None
+
+
+def _sum_annotations(prefix):
+    if prefix == "w_":  # facts: sum the weights, weight × deal value, own weight of won leads
+        out = {f"c_{m}": Sum(f"w_{m}") for m in MODEL_COLUMNS}
+        out |= {f"r_{m}": Sum(F(f"w_{m}") * F("deal_value")) for m in MODEL_COLUMNS}
+        out["won"] = Sum(Case(When(won=True, then=F("w_own")), default=Value(0.0), output_field=FloatField()))
+        out["n"] = Count("*")
+        return out
+    return {name: Sum(name) for name in SUM_COLUMNS}
+
+
+def credit_sums(criteria, outcomes=None) -> dict:
+    """{(outcome, channel, campaign): Sums} for conversions on days in the criteria's range, the lead filters and
+    the credited channel / campaign chosen. Cube months and days when no or one lead filter is set (a few thousand
+    rows at any size), else the per-lead facts."""
+    out = {}
+    key = cube_key(criteria)
+    outcome_q = Q(outcome__in=outcomes) if outcomes else Q()
+    if key is None:
+        rows = (
+            CreditFact.objects.filter(
+                outcome_q,
+                converted_on__gte=criteria.start,
+                converted_on__lte=criteria.end,
+                **lead_dims(criteria),
+                **_credit_filters(criteria, "credit_"),
+            )
+            .values("outcome", "credit_channel", "credit_campaign")
+            .annotate(**_sum_annotations("w_"))
+        )
+        for row in rows:
+            out.setdefault((row["outcome"], row["credit_channel"], row["credit_campaign"]), Sums()).add(row)
+        return out
+    first, last, day_ranges = split_range(criteria.start, criteria.end)
+    reads = []
+    if first is not None:
+        reads.append((CreditMonthly, Q(day__gte=first, day__lte=last)))
+    if day_ranges:
+        days_q = Q()
+        for low, high in day_ranges:
+            days_q |= Q(day__gte=low, day__lte=high)
+        reads.append((CreditDaily, days_q))
+    for model, days_q in reads:
+        rows = (
+            model.objects.filter(days_q, outcome_q, dim=key[0], value=key[1], **_credit_filters(criteria))
+            .values("outcome", "channel", "campaign")
+            .annotate(**_sum_annotations("c_"))
+        )
+        for row in rows:
+            out.setdefault((row["outcome"], row["channel"], row["campaign"]), Sums()).add(row)
+    return out
+
+
+def refresh_if_stale(as_of, *, stale_after_s=60):
+    """Ask for a refresh when the credits are older than stale_after_s, at most once per that time; with tasks
+    in-process (the embedded default, no beat) the refresh runs before the page."""
+    if as_of is not None and (timezone.now() - as_of).total_seconds() < stale_after_s:
+        return
+    if not cache.add("leadcockpit:insights:credits-refresh-asked", 1, stale_after_s):
+        return
+    from . import tasks
+
+    try:
+        tasks.refresh_credits.delay()
+    except Exception:  # noqa: BLE001 - a broker that is down must not break the page; the next ask retries
+        log.warning("could not enqueue refresh_credits", exc_info=True)

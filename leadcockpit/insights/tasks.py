@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from . import rollups
+from . import credits, rollups
 
 
 @shared_task(ignore_result=True, soft_time_limit=280, time_limit=300)
@@ -13,3 +13,14 @@ def refresh_rollups():
 @shared_task(ignore_result=True, soft_time_limit=3300, time_limit=3600)
 def rebuild_rollups():
     rollups.rebuild()
+
+
+# Attribution credits (credits.py): refreshed like the rollups, on their own state row.
+@shared_task(ignore_result=True, soft_time_limit=280, time_limit=300)
+def refresh_credits():
+    credits.refresh()
+
+
+@shared_task(ignore_result=True, soft_time_limit=3300, time_limit=3600)
+def rebuild_credits():
+    credits.rebuild()
