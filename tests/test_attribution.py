@@ -424,3 +424,18 @@ def test_only_a_touchpoint_before_a_conversion_makes_a_lead_stale():
     assert lead.pk not in credits.changed_leads(stored, credits._current_marks())
     TouchpointFactory(lead=lead, occurred_at=NOW - timedelta(days=6), channel_id="email")
     assert lead.pk in credits.changed_leads(stored, credits._current_marks())
+
+
+@pytest.mark.django_db
+def test_the_credits_command_rebuilds_and_refreshes():
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    lead = make_lead(created=-3, touches=[(-4, "email", None)], mql=-1)
+    out = StringIO()
+    call_command("credits", "rebuild", stdout=out)
+    assert "Credits rebuilt for 1 leads" in out.getvalue()
+    assert (lead.pk, "mql", "email", 0) in stored_facts()
+    call_command("credits", "refresh", stdout=out)
+    assert "Credits refreshed" in out.getvalue()
