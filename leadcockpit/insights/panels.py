@@ -7,10 +7,11 @@ PANELS names them in page order; the views, the CSV export and the benchmark go 
 
 import bisect
 import math
+from collections import defaultdict
 from dataclasses import dataclass, field
 
-from django.db import connection
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, F, IntegerField, Q, Sum, Value
+from django.db.models.functions import Cast, Floor, Greatest, Ln
 from django.utils.translation import gettext_lazy as _
 
 from leadcockpit.accounts.models import Team, User
@@ -18,8 +19,17 @@ from leadcockpit.handover.models import Handover
 from leadcockpit.leads.models import Campaign, Lead, LifecycleStage
 from leadcockpit.lib import svgchart
 
-from .filters import FUNNEL_FLOW, period_label
-from .models import BandInterval, FunnelDaily, HandoverFact, LeadFact, LightDaily, StageInterval
+from . import rollups
+from .filters import FUNNEL_FLOW, next_period, period_label
+from .models import (
+    BandInterval,
+    FunnelDaily,
+    HandoverFact,
+    LeadFact,
+    LightDaily,
+    StageInterval,
+    VelocityMonthly,
+)
 
 FUNNEL_STAGES = [
     ("mgl", _("MGL")),
@@ -187,6 +197,56 @@ def in_range(criteria, column):
     return {f"{column}__gte": criteria.start, f"{column}__lte": criteria.end}
 
 
+def matching_leads(criteria):
+    """The leads the chosen dimensions select, as a subquery: the lead facts have an index per dimension, so two
+    or more filters narrow them quickly, and the interval tables join on their lead index."""
+    return LeadFact.objects.filter(criteria.dimension_q()).values("lead_id")
+
+
+def duration_class_expression(field):
+    """rollups.duration_class() in the ORM: floor(ln(max(s, 1)) / ln(1.05))."""
+    return Cast(Floor(Ln(Greatest(F(field), Value(1.0))) / Ln(Value(rollups.DURATION_RATIO))), IntegerField())
+
+
+def class_percentiles(counts, quantiles=(0.5, 0.75)):
+    """(count, *percentiles) from {duration class: visits}: the rank's class, and within it the log-linear
+    position of the rank (so within one class, 5 %, of the exact percentile_cont)."""
+    total = sum(counts.values())
+    if not total:
+        return (0, *(None for _q in quantiles))
+    ordered = sorted(counts.items())
+    out = []
+    for q in quantiles:
+        rank = q * (total - 1)
+        seen = 0
+        for bucket, n in ordered:
+            if rank < seen + n:
+                share = (rank - seen + 0.5) / n
+                out.append(rollups.DURATION_RATIO ** (bucket + share))
+                break
+            seen += n
+    return (total, *out)
+
+
+def duration_classes(queryset, field, group=None):
+    """{duration class: count} counted on the fly from per-row durations, or {group value: {…}} with `group`."""
+    names = [group, "bucket"] if group else ["bucket"]
+    rows = (
+        queryset.filter(**{f"{field}__isnull": False})
+        .annotate(bucket=duration_class_expression(field))
+        .order_by()
+        .values(*names)
+        .annotate(n=Count("*"))
+        .values_list(*names, "n")
+    )
+    if not group:
+        return dict(rows)
+    out = defaultdict(dict)
+    for key, bucket, n in rows:
+        out[key][bucket] = n
+    return out
+
+
 def funnel_rows(criteria, kind, stages, day_column):
     """(day, stage, n) of the funnel cube, or the same counted from the per-lead rollups."""
     key = criteria.cube_key
@@ -197,7 +257,7 @@ def funnel_rows(criteria, kind, stages, day_column):
     if kind == FunnelDaily.Kind.FLOW:
         return (
             StageInterval.objects.filter(
-                criteria.dimension_q(), stage__in=stages, **in_range(criteria, "entered_on")
+                lead_id__in=matching_leads(criteria), stage__in=stages, **in_range(criteria, "entered_on")
             )
             .values("entered_on", "stage")
             .annotate(n=Count("*"))
@@ -212,24 +272,6 @@ def funnel_rows(criteria, kind, stages, day_column):
         mgl=Count("*"), **{stage: Count("pk", filter=Q(**{f"reached_{stage}": True})) for stage in stages[1:]}
     )
     return [(row["created_on"], stage, row[stage]) for row in counts for stage in stages if row[stage]]
-
-
-def percentiles_by(queryset, group, value):
-    """{group value: (count, median, p75)} of a float column, exact (percentile_cont on PostgreSQL)."""
-    queryset = queryset.filter(**{f"{value}__isnull": False}).order_by()
-    if connection.vendor == "postgresql":
-        sql, params = queryset.values_list(group, value).query.sql_with_params()
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT g, COUNT(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY v), "  # noqa: S608 - ORM SQL
-                f"percentile_cont(0.75) WITHIN GROUP (ORDER BY v) FROM ({sql}) AS x (g, v) GROUP BY g",
-                params,
-            )
-            return {g: (n, median, p75) for g, n, median, p75 in cursor.fetchall()}
-    values = {}
-    for g, v in queryset.values_list(group, value).order_by(group, value):
-        values.setdefault(g, []).append(v)
-    return {g: (len(vs), percentile(vs, 0.5), percentile(vs, 0.75)) for g, vs in values.items()}
 
 
 # -- 1. funnel ----------------------------------------------------------------------------------------------------
@@ -335,7 +377,7 @@ def light_deltas(criteria):
         return LightDaily.objects.filter(dim=key[0], value=key[1]).values_list(
             "day", "band", "temperature", "delta"
         )
-    episodes = BandInterval.objects.filter(criteria.dimension_q())
+    episodes = BandInterval.objects.filter(lead_id__in=matching_leads(criteria))
     starts = episodes.values("started_on", "band", "temperature").annotate(n=Count("*"))
     ends = (
         episodes.filter(ended_on__isnull=False)
@@ -422,14 +464,34 @@ def handover_facts(criteria):
 
 def velocity(criteria):
     stages = list(LifecycleStage.objects.filter(phase__in=VELOCITY_PHASES).order_by("position", "code"))
-    intervals = StageInterval.objects.filter(
-        criteria.dimension_q(), stage__in=[s.code for s in stages], **in_range(criteria, "left_on")
-    )
-    by_stage = percentiles_by(intervals, "stage", "seconds")
-    stage_rows = [[s.name, *by_stage.get(s.code, (0, None, None))] for s in stages if s.code in by_stage]
+    codes = [s.code for s in stages]
+    first_month, last_month = criteria.start.replace(day=1), criteria.end.replace(day=1)
+    key = criteria.cube_key
+    if key is not None:
+        classes = defaultdict(dict)
+        rows = (
+            VelocityMonthly.objects.filter(
+                dim=key[0], value=key[1], stage__in=codes, month__gte=first_month, month__lte=last_month
+            )
+            .values("stage", "bucket")
+            .annotate(n=Sum("n"))
+            .values_list("stage", "bucket", "n")
+        )
+        for stage, bucket, n in rows:
+            classes[stage][bucket] = n
+    else:
+        intervals = StageInterval.objects.filter(
+            lead_id__in=matching_leads(criteria),
+            stage__in=codes,
+            left_on__gte=first_month,
+            left_on__lt=next_period(last_month, "month"),
+        )
+        classes = duration_classes(intervals, "seconds", group="stage")
+    by_stage = {code: class_percentiles(counts) for code, counts in classes.items()}
+    stage_rows = [[s.name, *by_stage[s.code]] for s in stages if s.code in by_stage]
     stage_table = Table(
         "velocity_stages",
-        _("Time in each stage (visits that ended in the range)"),
+        _("Time in each stage (visits that ended in the months of the range; within 5 %)"),
         [
             (_("Stage"), TEXT),
             (_("Visits"), COUNT_),
@@ -450,12 +512,18 @@ def velocity(criteria):
 
     facts = handover_facts(criteria)
     speed_rows = [
-        [_("Handover to acceptance"), *overall_percentiles(facts.filter(status="accepted"), "decision_s")],
-        [_("Handover to first sales contact"), *overall_percentiles(facts, "first_contact_s")],
+        [
+            _("Handover to acceptance"),
+            *class_percentiles(duration_classes(facts.filter(status="accepted"), "decision_s")),
+        ],
+        [
+            _("Handover to first sales contact"),
+            *class_percentiles(duration_classes(facts, "first_contact_s")),
+        ],
     ]
     speed_table = Table(
         "velocity_handover",
-        _("Speed after the handover (handovers made in the range)"),
+        _("Speed after the handover (handovers made in the range; within 5 %)"),
         [
             (_("Step"), TEXT),
             (_("Handovers"), COUNT_),
@@ -532,26 +600,9 @@ def velocity(criteria):
 
 
 def _contact_q(low, high):
-    q = Q(first_contact_s__gte=low) if low else Q(first_contact_s__isnull=False)
-    if high is not None:
-        q &= Q(first_contact_s__lt=high) if low else Q(first_contact_s__lte=high)
-    return q
-
-
-def overall_percentiles(queryset, value):
-    """(count, median, p75) of one column over the whole queryset, exact."""
-    queryset = queryset.filter(**{f"{value}__isnull": False}).order_by()
-    if connection.vendor == "postgresql":
-        sql, params = queryset.values_list(value).query.sql_with_params()
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT COUNT(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY v), "  # noqa: S608 - ORM SQL
-                f"percentile_cont(0.75) WITHIN GROUP (ORDER BY v) FROM ({sql}) AS x (v)",
-                params,
-            )
-            return cursor.fetchone()
-    values = list(queryset.values_list(value, flat=True).order_by(value))
-    return len(values), percentile(values, 0.5), percentile(values, 0.75)
+    """First contact after more than `low` seconds and at most `high` (no upper bound: None)."""
+    q = Q(first_contact_s__gt=low) if low else Q(first_contact_s__isnull=False)
+    return q & Q(first_contact_s__lte=high) if high is not None else q
 
 
 # -- 3b. SLA ----------------------------------------------------------------------------------------------------------

@@ -38,6 +38,7 @@ from .models import (
     RollupState,
     StageInterval,
     StaleLead,
+    VelocityMonthly,
 )
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ T = {
     "handoverfact": HandoverFact._meta.db_table,
     "funnel": FunnelDaily._meta.db_table,
     "light": LightDaily._meta.db_table,
+    "velocity": VelocityMonthly._meta.db_table,
     "stale": StaleLead._meta.db_table,
 }
 DIM_COLUMNS = ", ".join(DIMENSIONS)
@@ -81,6 +83,7 @@ LEAD_COLUMNS = {
 }
 FUNNEL_DELTA = "insights_funnel_delta"
 LIGHT_DELTA = "insights_light_delta"
+VELOCITY_DELTA = "insights_velocity_delta"
 
 
 # -- SQL that differs between PostgreSQL and SQLite ------------------------------------------------------------
@@ -231,95 +234,158 @@ def dim_value(dim, alias):
     return "''" if not dim else as_text(f"{alias}.{dim}")
 
 
-def group_value(dim, alias):
-    """The dimension in a GROUP BY list, with its trailing comma; nothing for the total (a constant)."""
-    return f"{dim_value(dim, alias)}, " if dim else ""
+def month_of(column):
+    if connection.vendor == "postgresql":
+        return f"date_trunc('month', {column})::date"
+    return f"date({column}, 'start of month')"
+
+
+def duration_class(column):
+    """The 5 % wide class of a duration in seconds: floor(ln(s) / ln(1.05)), durations under a second in class 0.
+    panels.duration_class_expression() is the same sum in the ORM."""
+    return (
+        f"CAST(floor(ln(CASE WHEN {column} < 1 THEN 1 ELSE {column} END) / ln({DURATION_RATIO})) AS INTEGER)"
+    )
+
+
+DURATION_RATIO = 1.05
+
+
+def cube_selects(head, alias, keys, measure, from_where):
+    """SELECTs of (head…, dim, value, keys…, measure) for all rows (dim '') and each dimension.
+
+    PostgreSQL answers all eight groupings in one pass (GROUPING SETS); SQLite gets one SELECT per grouping.
+    head: leading constant columns ("'flow' AS kind, " or ""); keys: [(name, expression)].
+    """
+    key_list = ", ".join(expr for _name, expr in keys)
+    key_select = ", ".join(f"{expr} AS {name}" for name, expr in keys)
+    if connection.vendor == "postgresql":
+        dim_case = " ".join(f"WHEN GROUPING({alias}.{d}) = 0 THEN '{d}'" for d in DIMENSIONS)
+        value_case = " ".join(
+            f"WHEN GROUPING({alias}.{d}) = 0 THEN {as_text(f'{alias}.{d}')}" for d in DIMENSIONS
+        )
+        sets = ", ".join([f"({key_list})", *(f"({alias}.{d}, {key_list})" for d in DIMENSIONS)])
+        return [
+            f"""SELECT {head}CASE {dim_case} ELSE '' END AS dim, CASE {value_case} ELSE '' END AS value,
+                       {key_select}, {measure} {from_where} GROUP BY GROUPING SETS ({sets})"""
+        ]
+    out = []
+    for dim in ("", *DIMENSIONS):
+        group = f"{dim_value(dim, alias)}, {key_list}" if dim else key_list
+        out.append(
+            f"SELECT {head}'{dim}' AS dim, {dim_value(dim, alias)} AS value, {key_select}, {measure} "
+            f"{from_where} GROUP BY {group}"
+        )
+    return out
 
 
 def funnel_selects(scoped):
-    """SELECTs of (kind, dim, value, day, stage, n) for every dimension ('' first) from the per-lead tables."""
+    """SELECTs of (kind, dim, value, day, stage, n) from the per-lead tables."""
     stages = " UNION ALL ".join(f"SELECT '{stage}' AS stage" for stage in ("mgl", *REACHED))
     reach = " OR ".join(
         ["st.stage = 'mgl'"]
         + [f"(st.stage = '{stage}' AND f.reached_{stage} = {truth('1 = 1')})" for stage in REACHED]
     )
-    out = []
-    for dim in ("", *DIMENSIONS):
-        out.append(f"""
-            SELECT 'flow' AS kind, '{dim}' AS dim, {dim_value(dim, "i")} AS value, i.entered_on AS day,
-                   i.stage AS stage, COUNT(*) AS n
-            FROM {T["interval"]} i WHERE 1 = 1{scope("i.lead_id", scoped)}
-            GROUP BY {group_value(dim, "i")}i.entered_on, i.stage""")
-        out.append(f"""
-            SELECT 'reached' AS kind, '{dim}' AS dim, {dim_value(dim, "f")} AS value, f.created_on AS day,
-                   st.stage AS stage, COUNT(*) AS n
-            FROM {T["leadfact"]} f JOIN ({stages}) st ON {reach}
-            WHERE 1 = 1{scope("f.lead_id", scoped)}
-            GROUP BY {group_value(dim, "f")}f.created_on, st.stage""")
-        out.append(f"""
-            SELECT 'now' AS kind, '{dim}' AS dim, {dim_value(dim, "f")} AS value, f.created_on AS day,
-                   f.stage AS stage, COUNT(*) AS n
-            FROM {T["leadfact"]} f WHERE 1 = 1{scope("f.lead_id", scoped)}
-            GROUP BY {group_value(dim, "f")}f.created_on, f.stage""")
-    return out
+    return [
+        *cube_selects(
+            "'flow' AS kind, ",
+            "i",
+            [("day", "i.entered_on"), ("stage", "i.stage")],
+            "COUNT(*) AS n",
+            f"FROM {T['interval']} i WHERE 1 = 1{scope('i.lead_id', scoped)}",
+        ),
+        *cube_selects(
+            "'reached' AS kind, ",
+            "f",
+            [("day", "f.created_on"), ("stage", "st.stage")],
+            "COUNT(*) AS n",
+            f"FROM {T['leadfact']} f JOIN ({stages}) st ON {reach} WHERE 1 = 1{scope('f.lead_id', scoped)}",
+        ),
+        *cube_selects(
+            "'now' AS kind, ",
+            "f",
+            [("day", "f.created_on"), ("stage", "f.stage")],
+            "COUNT(*) AS n",
+            f"FROM {T['leadfact']} f WHERE 1 = 1{scope('f.lead_id', scoped)}",
+        ),
+    ]
 
 
 def light_selects(scoped):
     """SELECTs of (dim, value, day, band, temperature, delta): +1 where an episode starts, −1 where it ends."""
-    out = []
-    for dim in ("", *DIMENSIONS):
-        value = dim_value(dim, "b")
-        out.append(f"""
-            SELECT '{dim}' AS dim, {value} AS value, b.started_on AS day, b.band AS band,
-                   b.temperature AS temperature, COUNT(*) AS delta
-            FROM {T["band"]} b WHERE 1 = 1{scope("b.lead_id", scoped)}
-            GROUP BY {group_value(dim, "b")}b.started_on, b.band, b.temperature""")
-        out.append(f"""
-            SELECT '{dim}' AS dim, {value} AS value, b.ended_on AS day, b.band AS band,
-                   b.temperature AS temperature, -COUNT(*) AS delta
-            FROM {T["band"]} b WHERE b.ended_on IS NOT NULL{scope("b.lead_id", scoped)}
-            GROUP BY {group_value(dim, "b")}b.ended_on, b.band, b.temperature""")
-    return out
+    return [
+        *cube_selects(
+            "",
+            "b",
+            [("day", "b.started_on"), ("band", "b.band"), ("temperature", "b.temperature")],
+            "COUNT(*) AS delta",
+            f"FROM {T['band']} b WHERE 1 = 1{scope('b.lead_id', scoped)}",
+        ),
+        *cube_selects(
+            "",
+            "b",
+            [("day", "b.ended_on"), ("band", "b.band"), ("temperature", "b.temperature")],
+            "-COUNT(*) AS delta",
+            f"FROM {T['band']} b WHERE b.ended_on IS NOT NULL{scope('b.lead_id', scoped)}",
+        ),
+    ]
+
+
+def velocity_selects(scoped):
+    """SELECTs of (dim, value, month, stage, bucket, n) over the stage visits that ended."""
+    return cube_selects(
+        "",
+        "i",
+        [("month", month_of("i.left_on")), ("stage", "i.stage"), ("bucket", duration_class("i.seconds"))],
+        "COUNT(*) AS n",
+        f"FROM {T['interval']} i WHERE i.left_on IS NOT NULL{scope('i.lead_id', scoped)}",
+    )
+
+
+FUNNEL_COLUMNS = "kind, dim, value, day, stage"
+LIGHT_COLUMNS = "dim, value, day, band, temperature"
+VELOCITY_COLUMNS = "dim, value, month, stage, bucket"
 
 
 def fill_cubes(cursor):
     for select in funnel_selects(False):
-        cursor.execute(f"INSERT INTO {T['funnel']} (kind, dim, value, day, stage, n) {select}")
+        cursor.execute(f"INSERT INTO {T['funnel']} ({FUNNEL_COLUMNS}, n) {select}")
     # Starts and ends of one day net out: one row per key, zeros left out.
     union = " UNION ALL ".join(light_selects(False))
     cursor.execute(f"""
-        INSERT INTO {T["light"]} (dim, value, day, band, temperature, delta)
-        SELECT dim, value, day, band, temperature, SUM(delta) FROM ({union}) x
-        GROUP BY dim, value, day, band, temperature HAVING SUM(delta) <> 0""")
+        INSERT INTO {T["light"]} ({LIGHT_COLUMNS}, delta)
+        SELECT {LIGHT_COLUMNS}, SUM(delta) FROM ({union}) x
+        GROUP BY {LIGHT_COLUMNS} HAVING SUM(delta) <> 0""")
+    for select in velocity_selects(False):
+        cursor.execute(f"INSERT INTO {T['velocity']} ({VELOCITY_COLUMNS}, n) {select}")
 
 
 def collect_deltas(cursor, sign):
     """Add the batch's current cube contributions, times `sign`, to the delta tables."""
-    for select in funnel_selects(True):
-        cursor.execute(
-            f"INSERT INTO {FUNNEL_DELTA} (kind, dim, value, day, stage, n) "
-            f"SELECT kind, dim, value, day, stage, {sign} * n FROM ({select}) x"
-        )
-    for select in light_selects(True):
-        cursor.execute(
-            f"INSERT INTO {LIGHT_DELTA} (dim, value, day, band, temperature, delta) "
-            f"SELECT dim, value, day, band, temperature, {sign} * delta FROM ({select}) x"
-        )
+    for delta_table, columns, measure, selects in (
+        (FUNNEL_DELTA, FUNNEL_COLUMNS, "n", funnel_selects(True)),
+        (LIGHT_DELTA, LIGHT_COLUMNS, "delta", light_selects(True)),
+        (VELOCITY_DELTA, VELOCITY_COLUMNS, "n", velocity_selects(True)),
+    ):
+        for select in selects:
+            cursor.execute(
+                f"INSERT INTO {delta_table} ({columns}, {measure}) "
+                f"SELECT {columns}, {sign} * {measure} FROM ({select}) x"
+            )
 
 
 def apply_deltas(cursor):
-    cursor.execute(f"""
-        INSERT INTO {T["funnel"]} (kind, dim, value, day, stage, n)
-        SELECT kind, dim, value, day, stage, SUM(n) FROM {FUNNEL_DELTA} WHERE 1 = 1
-        GROUP BY kind, dim, value, day, stage HAVING SUM(n) <> 0
-        ON CONFLICT (kind, dim, value, day, stage) DO UPDATE SET n = {T["funnel"]}.n + excluded.n""")
-    cursor.execute(f"DELETE FROM {T['funnel']} WHERE n = 0")
-    cursor.execute(f"""
-        INSERT INTO {T["light"]} (dim, value, day, band, temperature, delta)
-        SELECT dim, value, day, band, temperature, SUM(delta) FROM {LIGHT_DELTA} WHERE 1 = 1
-        GROUP BY dim, value, day, band, temperature HAVING SUM(delta) <> 0
-        ON CONFLICT (dim, value, day, band, temperature) DO UPDATE SET delta = {T["light"]}.delta + excluded.delta""")
-    cursor.execute(f"DELETE FROM {T['light']} WHERE delta = 0")
+    for cube, delta_table, columns, measure in (
+        (T["funnel"], FUNNEL_DELTA, FUNNEL_COLUMNS, "n"),
+        (T["light"], LIGHT_DELTA, LIGHT_COLUMNS, "delta"),
+        (T["velocity"], VELOCITY_DELTA, VELOCITY_COLUMNS, "n"),
+    ):
+        cursor.execute(f"""
+            INSERT INTO {cube} ({columns}, {measure})
+            SELECT {columns}, SUM({measure}) FROM {delta_table} WHERE 1 = 1
+            GROUP BY {columns} HAVING SUM({measure}) <> 0
+            ON CONFLICT ({columns}) DO UPDATE SET {measure} = {cube}.{measure} + excluded.{measure}""")
+        cursor.execute(f"DELETE FROM {cube} WHERE {measure} = 0")
 
 
 # -- rebuild and refresh ------------------------------------------------------------------------------------------
@@ -356,7 +422,9 @@ def rebuild():
     with transaction.atomic(), connection.cursor() as cursor:
         state = _state(lock=True)
         marks = {key: hi for key, (hi, _count) in current_watermarks(cursor).items()}
-        for key in ("funnel", "light", "handoverfact", "band", "leadfact", "interval", "stale"):
+        if connection.vendor == "postgresql":  # room for the grouping sets' hash tables; gone at commit
+            cursor.execute("SET LOCAL work_mem = '256MB'")
+        for key in ("funnel", "light", "velocity", "handoverfact", "band", "leadfact", "interval", "stale"):
             if connection.vendor == "postgresql":
                 cursor.execute(f"TRUNCATE {T[key]}")
             else:
@@ -367,7 +435,7 @@ def rebuild():
         insert_handover_facts(cursor, False, db_now())
         fill_cubes(cursor)
         if connection.vendor == "postgresql":
-            for key in ("funnel", "light", "handoverfact", "band", "leadfact", "interval"):
+            for key in ("funnel", "light", "velocity", "handoverfact", "band", "leadfact", "interval"):
                 cursor.execute(f"ANALYZE {T[key]}")
         state.watermarks = {
             "ids": {key: [hi, hi] for key, hi in marks.items()},
@@ -439,12 +507,16 @@ def _create_work_tables(cursor):
         f"CREATE {temp} TABLE IF NOT EXISTS {LIGHT_DELTA} "
         "(dim varchar(10), value varchar(40), day date, band varchar(6), temperature varchar(4), delta integer)"
     )
-    for table in (BATCH_TABLE, FUNNEL_DELTA, LIGHT_DELTA):
+    cursor.execute(
+        f"CREATE {temp} TABLE IF NOT EXISTS {VELOCITY_DELTA} "
+        "(dim varchar(10), value varchar(40), month date, stage varchar(40), bucket integer, n integer)"
+    )
+    for table in (BATCH_TABLE, FUNNEL_DELTA, LIGHT_DELTA, VELOCITY_DELTA):
         cursor.execute(f"DELETE FROM {table}")
 
 
 def _drop_work_tables(cursor):
-    for table in (BATCH_TABLE, FUNNEL_DELTA, LIGHT_DELTA):
+    for table in (BATCH_TABLE, FUNNEL_DELTA, LIGHT_DELTA, VELOCITY_DELTA):
         cursor.execute(f"DROP TABLE IF EXISTS {table}")
 
 
