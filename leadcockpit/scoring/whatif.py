@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import time
+from collections import Counter
 from datetime import timedelta
 
 from django.apps import apps
@@ -586,15 +587,15 @@ def _side_backtest(rows):
     pairs = [(score, outcome) for _, score, _, _, _, outcome in rows]
     by_band = {band: {"n": 0, "positives": 0} for band in BANDS}
     by_grade = {grade: {"n": 0, "positives": 0} for grade in GRADES}
-    at_threshold = true_positive = 0
-    for _id, _score, band, grade, mql, outcome in rows:
-        for table, key in ((by_band, band), (by_grade, grade)):
+    # Counted per (band or grade, outcome) first: a million leads bring 150,000 outcomes, and a dict update per
+    # lead and table took half a second per side.
+    for table, column in ((by_band, 2), (by_grade, 3)):
+        for (key, outcome), count in Counter((row[column], row[5]) for row in rows).items():
             cell = table.setdefault(key, {"n": 0, "positives": 0})
-            cell["n"] += 1
-            cell["positives"] += outcome
-        if mql:
-            at_threshold += 1
-            true_positive += outcome
+            cell["n"] += count
+            cell["positives"] += outcome * count
+    flagged = [outcome for _id, _score, _band, _grade, mql, outcome in rows if mql]
+    at_threshold, true_positive = len(flagged), sum(flagged)
     for table in (by_band, by_grade):
         for cell in table.values():
             cell["rate"] = _rate(cell["positives"], cell["n"])
