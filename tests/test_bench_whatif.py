@@ -22,6 +22,7 @@ def test_the_whatif_benchmark_times_previews_and_the_backtest_and_deletes_its_dr
     for key in ("whatif_s", "whatif_new_matcher_s", "backtest_s"):
         assert figures[key] > 0
         assert len(figures[key[:-2] + "_runs_s"]) == 3
+        assert figures[key[:-2] + "_cpu_s"] is None or figures[key[:-2] + "_cpu_s"] >= 0
     assert figures["changed_band"] > 0  # the edit moves leads, so the timing is of real work
     assert 0 < figures["backtest_positives"] < figures["backtest_leads"] < 300
     # Fewer than 100k outcome leads here: the 100k figure must say it was extrapolated.

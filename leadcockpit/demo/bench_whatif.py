@@ -5,8 +5,12 @@ the common edit (changed points, a changed fit criterion, a lower MQL threshold:
 the leads' accumulators), a draft adding an interest criterion with a new matcher (its sums come from every
 touchpoint of every lead), and the backtest alone (whatif.backtest) over the leads whose outcome is known. The
 drafts are deleted afterwards, so the database is left as it was found.
+
+Beside wall time, each figure has its CPU time (the database backend's, read from /proc where the server is
+local, plus this process's): on a shared machine the wall time includes waiting for a core.
 """
 
+import os
 import statistics
 import time
 
@@ -21,14 +25,36 @@ RUNS = 3  # each preview is timed this often; the median is the figure, every ru
 TARGET_OUTCOMES = 100_000
 
 
+def _backend_cpu():
+    """CPU seconds the database backend serving this connection has used, where the server is local and its
+    /proc readable; else None. On a shared machine wall time includes waiting for a core; CPU time does not."""
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _timed(func, runs=RUNS):
-    """(median seconds, [each run's seconds], the last result)."""
-    seconds, result = [], None
+    """(median wall seconds, [each run's wall seconds], median CPU seconds of database and Python or None, the
+    last result)."""
+    seconds, cpu, result = [], [], None
     for _ in range(runs):
+        backend, python = _backend_cpu(), time.process_time()
         started = time.perf_counter()
         result = func()
         seconds.append(time.perf_counter() - started)
-    return statistics.median(seconds), [round(s, 3) for s in seconds], result
+        after = _backend_cpu()
+        if backend is not None and after is not None:
+            cpu.append(after - backend + time.process_time() - python)
+    median_cpu = round(statistics.median(cpu), 2) if cpu else None
+    return statistics.median(seconds), [round(s, 3) for s in seconds], median_cpu, result
 
 
 def _slowest_statements(func, top=4):
@@ -141,9 +167,9 @@ def whatif_area(*, leads, touchpoints, seed, reset, out, **options):
         common = _draft(active, common_edit)
         drafts.append(common)
         out(f"What-if of the common edit (points, a fit criterion, MQL threshold), {RUNS} runs …")
-        whatif_s, whatif_runs, preview = _timed(lambda: whatif.compute(common))
+        whatif_s, whatif_runs, whatif_cpu, preview = _timed(lambda: whatif.compute(common))
         out(
-            f"  median {whatif_s:.2f} s (runs {whatif_runs}); {preview['scope']:,} leads in scope, "
+            f"  median {whatif_s:.2f} s (runs {whatif_runs}; CPU {whatif_cpu} s); {preview['scope']:,} leads in scope, "
             f"{preview['changed_total']:,} would change band, {preview['sides']['draft']['mql_at_activation']:,} "
             f"would become MQLs at once"
         )
@@ -153,13 +179,15 @@ def whatif_area(*, leads, touchpoints, seed, reset, out, **options):
         fresh = _draft(active, new_matcher_edit)
         drafts.append(fresh)
         out(f"What-if of a draft with a new interest matcher (every touchpoint scanned), {RUNS} runs …")
-        new_matcher_s, new_matcher_runs, fresh_preview = _timed(lambda: whatif.compute(fresh))
-        out(f"  median {new_matcher_s:.2f} s (runs {new_matcher_runs})")
+        new_matcher_s, new_matcher_runs, new_matcher_cpu, fresh_preview = _timed(
+            lambda: whatif.compute(fresh)
+        )
+        out(f"  median {new_matcher_s:.2f} s (runs {new_matcher_runs}; CPU {new_matcher_cpu} s)")
         for seconds, sql in _slowest_statements(lambda: whatif.compute(fresh)):
             out(f"    {seconds:6.3f} s  {sql}")
 
         out(f"Backtest alone over the leads with a known outcome, {RUNS} runs …")
-        backtest_s, backtest_runs, backtest = _timed(lambda: whatif.backtest(common))
+        backtest_s, backtest_runs, backtest_cpu, backtest = _timed(lambda: whatif.backtest(common))
         outcomes = backtest["n"]
         if outcomes >= TARGET_OUTCOMES:
             backtest_100k_s = backtest_s
@@ -171,7 +199,7 @@ def whatif_area(*, leads, touchpoints, seed, reset, out, **options):
                 f"{n_leads * TARGET_OUTCOMES // max(outcomes, 1):,} leads to measure it"
             )
         out(
-            f"  median {backtest_s:.2f} s for {outcomes:,} outcome leads ({backtest['positives']:,} converted); "
+            f"  median {backtest_s:.2f} s (CPU {backtest_cpu} s) for {outcomes:,} outcome leads ({backtest['positives']:,} converted); "
             f"AUC draft {backtest['draft']['auc']} vs active {backtest['active']['auc']}"
         )
         out(f"  100k outcome leads: {backtest_100k_s and round(backtest_100k_s, 2)} s, {basis}")
@@ -186,15 +214,18 @@ def whatif_area(*, leads, touchpoints, seed, reset, out, **options):
         "leads_with_accumulators": with_accumulators,
         "whatif_s": round(whatif_s, 2),
         "whatif_runs_s": whatif_runs,
+        "whatif_cpu_s": whatif_cpu,
         "changed_band": preview["changed_total"],
         "mql_at_activation": preview["sides"]["draft"]["mql_at_activation"],
         "whatif_new_matcher_s": round(new_matcher_s, 2),
         "whatif_new_matcher_runs_s": new_matcher_runs,
+        "whatif_new_matcher_cpu_s": new_matcher_cpu,
         "new_matcher_changed_band": fresh_preview["changed_total"],
         "backtest_leads": outcomes,
         "backtest_positives": backtest["positives"],
         "backtest_s": round(backtest_s, 2),
         "backtest_runs_s": backtest_runs,
+        "backtest_cpu_s": backtest_cpu,
         "backtest_100k_s": backtest_100k_s and round(backtest_100k_s, 2),
         "backtest_100k_basis": basis,
         "auc_draft": backtest["draft"]["auc"],
