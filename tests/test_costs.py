@@ -355,3 +355,23 @@ def test_a_change_of_the_panels_options_updates_it_in_place_and_keeps_it_in_the_
     assert pushed.startswith(reverse("insights:cockpit") + "?")
     assert "cost-model=linear" in pushed
     assert "channel=email" in pushed
+
+
+def test_a_rep_with_the_team_they_are_not_in_matches_nothing():
+    from leadcockpit.accounts.models import Team
+
+    inside, field = Team.objects.create(name="Inside"), Team.objects.create(name="Field")
+    rep = UserFactory(role="sales rep", team=inside)
+    day = RANGE_START + timedelta(days=4)
+    lead_on(day, stages=["mql"], owner=rep)
+    credits.rebuild()
+    same = credits.credit_sums(
+        Criteria(start=RANGE_START, end=TODAY, dims={"rep": rep.pk, "team": inside.pk})
+    )
+    alone = credits.credit_sums(Criteria(start=RANGE_START, end=TODAY, dims={"rep": rep.pk}))
+    assert sum(s.credit["own"] for s in same.values()) == 2  # created and MQL
+    assert same.keys() == alone.keys()
+    assert (
+        credits.credit_sums(Criteria(start=RANGE_START, end=TODAY, dims={"rep": rep.pk, "team": field.pk}))
+        == {}
+    )
