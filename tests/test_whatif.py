@@ -319,6 +319,28 @@ def test_only_the_leads_a_model_scores_are_previewed(draft, leads):
     assert (result["backtest"]["n"], result["backtest"]["positives"]) == (2, 1)  # Greta lost, Jonas converted
 
 
+def test_a_version_that_scores_no_lead_previews_as_zeros(leads):
+    nobody = ScoringModel.objects.create(
+        name="Energy", priority=1, rule=[{"field": "industry", "operator": "equals", "value": "energy"}]
+    )
+    version = ScoringVersion.objects.create(model=nobody, number=1)
+    version.criteria.create(kind="fit", label="Any", field="email", operator="is_set", points=5)
+    result = whatif.compute(version, as_of=AS_OF)
+    assert result["scope"] == 0
+    for side in result["sides"].values():
+        assert (nonzero(side["bands"]), nonzero(side["grades"]), side["mql"], side["mql_per_week"]) == (
+            {},
+            {},
+            0,
+            0,
+        )
+    assert (result["band_moves"], result["changed_total"], result["changed"]) == ([], 0, [])
+    assert result["histogram"] == {"edges": [], "draft": [], "active": []}
+    assert result["backtest"]["n"] == 0
+    assert result["backtest"]["draft"]["auc"] is None
+    assert result["backtest"]["draft"]["precision"] is None
+
+
 # --- The pure ranking measures -------------------------------------------------------------------------------
 
 
@@ -576,7 +598,7 @@ def test_an_approval_only_counts_a_done_preview_of_the_version_as_it_stands(draf
     whatif.run_preview(preview.pk)
     assert whatif.preview_for_approval(draft, preview.pk) == preview
     assert whatif.preview_for_approval(draft, str(preview.pk)) == preview  # as the form posts it
-    for garbage in ("", "abc", None, "1.5", -1):
+    for garbage in ("", "abc", None, "1.5", -1, "9" * 30):
         assert whatif.preview_for_approval(draft, garbage) is None
     other = whatif.request_preview(active)
     whatif.run_preview(other.pk)
