@@ -738,12 +738,14 @@ def test_the_workbench_stays_within_its_query_budget_whatever_the_number_of_crit
     LeadFactory.create_batch(3)
     client = client_for(request.getfixturevalue(user_fixture))
     computed(client.get, page(draft))  # computes the preview once
-    with django_assert_max_num_queries(16):
+    # Session, user, role; version, its siblings, approvals, criteria, channels; the preview (its fingerprint reads
+    # the criteria again); comments; the review reminder or, for a rep, which changed leads they may open.
+    with django_assert_max_num_queries(12):
         assert client.get(page(draft)).status_code == 200
     for n in range(15):
         draft.criteria.create(kind="fit", label=f"Extra {n}", field="phone", operator="is_set", points=1)
     computed(client.get, page(draft))
-    with django_assert_max_num_queries(16):
+    with django_assert_max_num_queries(12):
         response = client.get(page(draft))
     assert response.text.count('class="criterion-row') == 27 + 15
 
@@ -766,3 +768,82 @@ def test_the_workbench_in_german_keeps_the_chart_readable(client_for, draft, mar
     assert bars
     assert all(re.fullmatch(r"-?\d+\.\d", number) for bar in bars for number in bar)  # 12.5, never 12,5
     assert re.search(r'name="c\d+-points" value="20\.0"', text)
+
+
+# --- in a browser ------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_in_a_browser_edits_save_as_you_type_errors_appear_in_the_row_and_the_figures_follow(
+    page, live_server, tasks_in_process
+):
+    from playwright.sync_api import expect
+
+    from leadcockpit.demo.seeding import DEMO_PASSWORD
+
+    from .test_browser import log_in
+
+    marketer = UserFactory(role="marketing", username="mkt", password=DEMO_PASSWORD)
+    manager = UserFactory(role="sales manager", username="mgr")
+    active = create_default_model(marketing_user=marketer, sales_user=manager)
+    draft = actions.new_draft(model=active.model, by=marketer)
+    LeadFactory.create_batch(4)
+    demo = draft.criteria.get(label="Demo request")
+    role = draft.criteria.get(label="Decision maker")
+
+    log_in(page, live_server.url, "mkt")
+    page.goto(f"{live_server.url}{reverse('scoring:version', args=[draft.pk])}")
+    panel = page.locator("#preview-panel")
+    expect(panel).to_contain_text("Traffic light")
+    previews = Preview.objects.filter(version=draft).count()
+
+    points = page.locator(f"#id_c{demo.pk}-points")
+    points.fill("")
+    points.type("55")
+    expect(page.locator(f"#criterion-{demo.pk}")).not_to_have_class(re.compile("htmx-request"))
+    expect(points).to_have_value("55.0")  # the row came back from the server, normalised
+    demo.refresh_from_db()
+    assert demo.points == 55
+    for _attempt in range(50):  # the panel asks for the figures of the new state
+        if Preview.objects.filter(version=draft).count() > previews:
+            break
+        page.wait_for_timeout(100)
+    assert Preview.objects.filter(version=draft, fingerprint=whatif.fingerprint(draft)).exists()
+    expect(panel).to_contain_text("Traffic light")
+
+    page.locator(f"#id_c{role.pk}-operator").select_option("range")
+    expect(page.locator(f"#criterion-{role.pk} .cell--operator")).to_contain_text(
+        "Role cannot be tested with this operator"
+    )
+    role.refresh_from_db()
+    assert role.operator == "equals"
+
+    first = draft.criteria.filter(kind="fit").order_by("position", "pk").first()
+    page.locator(f"#criterion-{first.pk}").get_by_role("button", name="Move down").click()
+    expect(page.locator("#criteria-fit tbody tr").nth(1)).to_have_id(f"criterion-{first.pk}")
+    assert labels(draft, "fit")[1] == first.label
+
+    page.get_by_role("button", name="Propose").click()
+    expect(page.locator(".page-head .badge")).to_have_text("Proposed")
+    expect(page.locator(f"#id_c{demo.pk}-points")).to_be_disabled()
+
+
+def test_the_admin_edits_the_review_period_and_shows_comments_and_previews_read_only(
+    client_for, proposed, admin_user, manager, computed
+):
+    done_preview(computed, proposed)
+    actions.reject(version=proposed, by=manager, text=f"Not yet {XSS}")
+    client = client_for(admin_user)
+    model = proposed.model
+    change = client.get(reverse("admin:scoring_scoringmodel_change", args=[model.pk]))
+    assert 'name="review_after_days"' in change.text
+    for name in ("versioncomment", "preview"):
+        listing = client.get(reverse(f"admin:scoring_{name}_changelist"))
+        assert listing.status_code == 200
+        assert reverse(f"admin:scoring_{name}_add") not in listing.text
+    assert ESCAPED in client.get(reverse("admin:scoring_versioncomment_changelist")).text
+    preview = Preview.objects.filter(version=proposed).first()
+    detail = client.get(reverse("admin:scoring_preview_change", args=[preview.pk]))
+    assert detail.status_code == 200
+    assert 'name="status"' not in detail.text  # read-only
