@@ -7,10 +7,10 @@ PANELS names them in page order; the views, the CSV export and the benchmark go 
 
 import bisect
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-from django.db.models import Count, F, IntegerField, Q, Sum, Value
+from django.db.models import Case, Count, F, IntegerField, Q, Sum, Value, When
 from django.db.models.functions import Cast, Floor, Greatest, Ln
 from django.utils.translation import gettext_lazy as _
 
@@ -511,15 +511,34 @@ def velocity(criteria):
     )
 
     facts = handover_facts(criteria)
+    # Two passes over the handovers: the acceptance times, and the first contacts with what became of the lead.
+    accept = duration_classes(facts.filter(status="accepted"), "decision_s")
+    contact_classes, contact_counts = Counter(), Counter()
+    rows = (
+        facts.annotate(
+            contact_class=Case(
+                When(first_contact_s__isnull=False, then=duration_class_expression("first_contact_s")),
+                default=None,
+                output_field=IntegerField(),
+            ),
+            contact_group=Case(
+                *(When(_contact_q(low, high), then=Value(key)) for key, _label, low, high in CONTACT_BUCKETS),
+                default=Value("none"),
+            ),
+        )
+        .order_by()
+        .values("contact_class", "contact_group", "reached_sql")
+        .annotate(n=Count("*"))
+        .values_list("contact_class", "contact_group", "reached_sql", "n")
+    )
+    for contact_class, group, reached_sql, n in rows:
+        if contact_class is not None:
+            contact_classes[contact_class] += n
+        contact_counts[f"{group}_n"] += n
+        contact_counts[f"{group}_sql"] += n if reached_sql else 0
     speed_rows = [
-        [
-            _("Handover to acceptance"),
-            *class_percentiles(duration_classes(facts.filter(status="accepted"), "decision_s")),
-        ],
-        [
-            _("Handover to first sales contact"),
-            *class_percentiles(duration_classes(facts, "first_contact_s")),
-        ],
+        [_("Handover to acceptance"), *class_percentiles(accept)],
+        [_("Handover to first sales contact"), *class_percentiles(dict(contact_classes))],
     ]
     speed_table = Table(
         "velocity_handover",
@@ -542,18 +561,6 @@ def velocity(criteria):
         value_format=hours_format,
     )
 
-    contact_counts = facts.aggregate(
-        **{
-            f"{key}_n": Count("pk", filter=_contact_q(low, high))
-            for key, _label, low, high in CONTACT_BUCKETS
-        },
-        **{
-            f"{key}_sql": Count("pk", filter=_contact_q(low, high) & Q(reached_sql=True))
-            for key, _label, low, high in CONTACT_BUCKETS
-        },
-        none_n=Count("pk", filter=Q(first_contact_s__isnull=True)),
-        none_sql=Count("pk", filter=Q(first_contact_s__isnull=True, reached_sql=True)),
-    )
     contact_rows = [
         [
             label,
@@ -616,6 +623,15 @@ def sla(criteria):
         (HandoverFact.Sla.PENDING, _("Pending"), "yellow"),
     ]
     figures = []
+    by_group = {"team": defaultdict(Counter), "rep": defaultdict(Counter)}
+    for team, rep, state, n in (
+        facts.order_by()
+        .values("team", "rep", "sla")
+        .annotate(n=Count("*"))
+        .values_list("team", "rep", "sla", "n")
+    ):  # one pass for both tables
+        by_group["team"][team][state] += n
+        by_group["rep"][rep][state] += n
     for group, title, names in (
         (
             "team",
@@ -624,9 +640,7 @@ def sla(criteria):
         ),
         ("rep", _("SLA per rep (handovers made in the range)"), {u.pk: str(u) for u in User.objects.all()}),
     ):
-        counts = {}
-        for key, state, n in facts.values(group, "sla").annotate(n=Count("*")).values_list(group, "sla", "n"):
-            counts.setdefault(key, {})[state] = n
+        counts = by_group[group]
         keys = sorted(counts, key=lambda k: (k == 0, str(names.get(k, "")).lower()))
         rows = []
         for key in keys:
@@ -669,12 +683,17 @@ def quality(criteria):
     reasons = list(Handover.RejectReason.choices)
     figures = []
     campaign_ids = set()
-    grouped = {}
-    for group in ("source", "campaign"):
-        rows = facts.values(group, "status", "reject_reason").annotate(n=Count("*"))
-        grouped[group] = rows = list(rows.values_list(group, "status", "reject_reason", "n"))
-        if group == "campaign":
-            campaign_ids = {key for key, *_rest in rows if key}
+    grouped = {"source": [], "campaign": []}
+    for source, campaign, status, reason, n in (
+        facts.order_by()
+        .values("source", "campaign", "status", "reject_reason")
+        .annotate(n=Count("*"))
+        .values_list("source", "campaign", "status", "reject_reason", "n")
+    ):  # one pass for both tables
+        grouped["source"].append((source, status, reason, n))
+        grouped["campaign"].append((campaign, status, reason, n))
+        if campaign:
+            campaign_ids.add(campaign)
     names = {
         "source": dict(Lead.Source.choices),
         "campaign": dict(Campaign.objects.filter(pk__in=campaign_ids).values_list("pk", "name")),
