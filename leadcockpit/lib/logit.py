@@ -84,10 +84,12 @@ def fit_logistic(X, y, *, l2=1.0, max_iter=60, tol=1e-8) -> Fit:
         if np.max(np.abs(scale * step)) < tol or improvement < tol * (abs(current) + 1):
             converged = True
             break
-    mu = sigmoid(eta)
-    weight = mu * (1 - mu)
-    hessian = (design * weight[:, None]).T @ design + np.diag(penalty)
-    hessian[0, 0] += 1e-9
+    if np.max(np.abs(scale * step)) > 1e-6:
+        # The last Hessian was taken before a step that mattered: take it where the fit ended.
+        mu = sigmoid(eta)
+        weight = mu * (1 - mu)
+        hessian = (design * weight[:, None]).T @ design + np.diag(penalty)
+        hessian[0, 0] += 1e-9
     cov = np.linalg.inv(hessian)
     deviance = float(2 * np.sum(np.logaddexp(0.0, eta) - y * eta))
     return Fit(coef=coef, cov=cov, iterations=iterations, converged=converged, deviance=deviance)

@@ -202,9 +202,10 @@ def load_rows(model, *, catalogue, as_of):
     params.extend([*WON_STAGES, lifecycle.LOST])
     builtin = [key for key in FIT_FIELDS if key not in BUILTIN_SKIP]
     columns = ", ".join(column(key) for key in builtin)
+    attributes = "l.attributes" if catalogue else "NULL"  # no import declared any: spare parsing them
     select = (
         f"SELECT l.id, {outcome} AS outcome, {lifecycle_flag}, COALESCE(l.external_id, l.email), {columns}, "
-        f"l.attributes FROM {LEAD} l LEFT JOIN {COMPANY} c ON c.id = l.company_id WHERE "
+        f"{attributes} FROM {LEAD} l LEFT JOIN {COMPANY} c ON c.id = l.company_id WHERE "
     )
     where_params = []
     where = (
@@ -271,8 +272,9 @@ def _activity(d, ids, model, catalogue, as_of):
     for lead_id, kind, before_count, after_count, closed_count in fetched:
         if kind not in labels:
             continue
-        column_ = counts.setdefault(kind, np.zeros(len(ids)))
-        column_[position[lead_id]] = before_count
+        if kind not in counts:
+            counts[kind] = np.zeros(len(ids))
+        counts[kind][position[lead_id]] = before_count
         late, total = after.get(kind, (0, 0))
         after[kind] = (late + int(after_count), total + int(closed_count))
     return [
