@@ -1,9 +1,13 @@
 """Attribution: the models on hand-computed examples, their invariants, the stored credits and the panel."""
 
+import csv
+import io
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.core.management import call_command
 from django.db import transaction
+from django.urls import reverse
 from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -13,7 +17,7 @@ from leadcockpit.insights import credits
 from leadcockpit.insights.models_attribution import MODEL_COLUMNS, CreditDaily, CreditFact, CreditMonthly
 from leadcockpit.leads.models import Lead
 
-from .factories import CampaignFactory, LeadFactory, StageChangeFactory, TouchpointFactory
+from .factories import CampaignFactory, LeadFactory, StageChangeFactory, TouchpointFactory, UserFactory
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -428,14 +432,61 @@ def test_only_a_touchpoint_before_a_conversion_makes_a_lead_stale():
 
 @pytest.mark.django_db
 def test_the_credits_command_rebuilds_and_refreshes():
-    from io import StringIO
-
-    from django.core.management import call_command
-
     lead = make_lead(created=-3, touches=[(-4, "email", None)], mql=-1)
-    out = StringIO()
+    out = io.StringIO()
     call_command("credits", "rebuild", stdout=out)
     assert "Credits rebuilt for 1 leads" in out.getvalue()
     assert (lead.pk, "mql", "email", 0) in stored_facts()
     call_command("credits", "refresh", stdout=out)
     assert "Credits refreshed" in out.getvalue()
+
+
+# --- the panel --------------------------------------------------------------------------------------------------
+
+
+def panel_csv(client, **query):
+    by = query.get("attr-by", "channel")
+    response = client.get(reverse("insights:attribution_csv", args=[f"attribution_{by}"]), query)
+    assert response.status_code == 200
+    header, *rows = csv.reader(io.StringIO(b"".join(response.streaming_content).decode()))
+    return {row[0]: dict(zip(header, row, strict=True)) for row in rows}
+
+
+@pytest.mark.django_db
+def test_the_attribution_panel_puts_the_models_side_by_side_for_the_chosen_conversion(client):
+    client.force_login(UserFactory(role="marketing"))
+    fair = CampaignFactory(name="Hannover Messe", channel_id="trade_fair")
+    make_lead(
+        created=-30,
+        touches=[(-40, "organic", None), (-30, None, fair), (-20, "email", None), (-10, "paid_search", None)],
+        mql=-25,
+        sql=-15,
+        won=-5,
+        campaign=fair,
+        deal=12000,
+    )
+    credits.rebuild()
+    start = (NOW - timedelta(days=60)).date().isoformat()
+    won = panel_csv(client, start=start, **{"attr-outcome": "won"})
+    w_shaped = str(a.MODELS[a.W_SHAPED])
+    assert {name: float(row[w_shaped]) for name, row in won.items()} == {
+        "Organic search": pytest.approx(0.3),
+        "Trade fair": pytest.approx(0.3),
+        "Email": pytest.approx(0.3),
+        "Paid search": pytest.approx(0.1),
+        "Total": pytest.approx(1.0),
+    }
+    assert float(won["Paid search"][str(a.MODELS[a.LAST_TOUCH])]) == 1
+    assert float(won["Trade fair"]["Lead's own campaign"]) == 1
+    revenue = panel_csv(client, start=start, **{"attr-outcome": "revenue", "attr-by": "campaign"})
+    assert float(revenue["Hannover Messe"][f"{a.MODELS[a.W_SHAPED]} (EUR)"]) == pytest.approx(3600)
+    # A channel filter picks the credited channel.
+    only_email = panel_csv(client, start=start, channel="email", **{"attr-outcome": "won"})
+    assert set(only_email) == {"Email", "Total"}
+    page = client.get(
+        reverse("insights:attribution"), {"start": start, "attr-outcome": "won"}, HTTP_HX_REQUEST="true"
+    )
+    assert '<option value="won" selected>' in page.content.decode()
+    assert 'role="img"' in page.content.decode()  # the chart, with the table beside it
+    default = client.get(reverse("insights:attribution"), HTTP_HX_REQUEST="true").content.decode()
+    assert '<option value="mql" selected>' in default

@@ -86,6 +86,10 @@ class AttributionOptions(forms.Form):
         data = self.cleaned_data if self.is_valid() else {}
         return {"outcome": data.get("outcome") or Outcome.MQL, "by": data.get("by") or BY_CHANNEL}
 
+    def shown(self):
+        """The form to show: the options in effect selected."""
+        return type(self)(initial=self.values())
+
 
 class CostOptions(forms.Form):
     model = forms.ChoiceField(
@@ -98,6 +102,9 @@ class CostOptions(forms.Form):
     def values(self):
         data = self.cleaned_data if self.is_valid() else {}
         return {"model": data.get("model") or costs.DEFAULT_MODEL}
+
+    def shown(self):
+        return type(self)(initial=self.values())
 
 
 def channel_names():
@@ -178,7 +185,7 @@ def attribution(criteria, options=None) -> CreditPanel:
         _("Attribution"),
         [Figure(chart, table)],
         note=note,
-        options=options,
+        options=options.shown(),
         url_name="insights:attribution",
     )
 
@@ -290,7 +297,11 @@ def cost_value(criteria, options=None, *, today=None) -> CreditPanel:
         value_format=money,
     )
     sentences = [
-        _("A lead at %(stage)s may cost up to %(value)s.")
+        (
+            _("A new lead may cost up to %(value)s.")
+            if v.stage == Outcome.LEAD
+            else _("A lead at %(stage)s may cost up to %(value)s.")
+        )
         % {"stage": STAGE_LABELS[v.stage], "value": money(v.value)}
         for v in values
         if v.value is not None and v.stage != Outcome.WON
@@ -317,7 +328,7 @@ def cost_value(criteria, options=None, *, today=None) -> CreditPanel:
             Figure(value_chart, value_table),
         ],
         note=note,
-        options=options,
+        options=options.shown(),
         sentences=sentences,
         url_name="insights:costs",
     )
