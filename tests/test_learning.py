@@ -211,6 +211,41 @@ def test_the_points_keep_the_learned_ranking_score_as_the_evaluator_does_and_mak
     )
 
 
+def test_a_draft_keeps_the_source_knockouts_and_the_keys_of_criteria_it_tests_again(model, marketer):
+    declare()
+    source = model.versions.get()
+    competitor = source.criteria.create(
+        kind="knockout", label="Competitor", field="company_domain", operator="in_list",
+        value=["rival.example"], reason="competitor",
+    )  # fmt: skip
+    segment = source.criteria.create(
+        kind="fit", label="B", field="attribute:segment", operator="equals", value="B", points=10
+    )
+    demo = source.criteria.create(
+        kind="interest", label="Demo", touchpoint_kinds=["demo_request"], points=5, cap=5
+    )
+    source.criteria.create(kind="fit", label="Old", field="phone", operator="is_set", points=3)
+    suggestion = {
+        "criteria": [
+            {"kind": "fit", "field": "attribute:segment", "operator": "equals", "value": "B", "points": 42},
+            {"kind": "fit", "field": "attribute:segment", "operator": "equals", "value": "C", "points": -20},
+            {"kind": "interest", "touchpoint_kinds": ["demo_request"], "points": 30, "cap": 30},
+        ],
+        "knockouts": [
+            {"kind": "knockout", "field": "company_domain", "operator": "in_list", "value": ["rival.example"],
+             "reason": "other"},
+        ],
+    }  # fmt: skip
+    draft = learning.create_draft_from_suggestion(model=model, suggestion=suggestion, by=marketer)
+    criteria = {(c.kind, c.label): c for c in draft.criteria.all()}
+    assert len(criteria) == 4  # the old "phone is set" gave way; the knock-out is not doubled
+    assert criteria[("knockout", "Competitor")].key == competitor.key
+    by_value = {c.value: c for c in draft.criteria.filter(kind="fit")}
+    assert (by_value["B"].key, by_value["B"].points) == (segment.key, 42)
+    assert by_value["C"].key not in {segment.key, demo.key, competitor.key}
+    assert draft.criteria.get(kind="interest").key == demo.key
+
+
 def test_too_few_outcomes_give_a_clear_message_instead_of_a_model(model):
     declare()
     Lead.objects.bulk_create(

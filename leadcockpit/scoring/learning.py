@@ -1126,10 +1126,40 @@ def sweep_learning():
 
 
 @transaction.atomic
+def _match_key(kind, field, operator, value, touchpoint_kinds=(), occurrences=None):
+    """What makes two criteria "the same criterion" across versions, for keeping its key."""
+    return json.dumps(
+        [kind, field, operator, value, sorted(touchpoint_kinds or []), occurrences], sort_keys=True
+    )
+
+
+def _key_of(criterion):
+    occurrences = None
+    if criterion.kind == "interest":
+        if criterion.url_contains or criterion.search_contains or criterion.channel_id:
+            return None
+        if criterion.lookback_days or criterion.half_life_days or not criterion.cap or not criterion.points:
+            return None
+        occurrences = round(criterion.cap / abs(criterion.points))
+    return _match_key(
+        criterion.kind,
+        criterion.field,
+        criterion.operator,
+        criterion.value,
+        criterion.touchpoint_kinds,
+        occurrences,
+    )
+
+
 def create_draft_from_suggestion(*, model, suggestion, by, knockouts=True, note=""):
     """A draft version of `model` with the suggested criteria (and knock-outs), thresholds copied from its
     active (else newest) version. Every criterion passes Criterion.clean; the draft then goes through the
-    workbench, the backtest and the joint sign-off like any other. One draft at a time, as in the workbench."""
+    workbench, the backtest and the joint sign-off like any other. One draft at a time, as in the workbench.
+
+    The source version's own knock-outs stay (business rules, such as no consent or a competitor, that no
+    outcome history shows); its fit and interest criteria give way to the suggestion. A suggested criterion
+    testing what a source criterion tested keeps that criterion's key, so the diff shows changed points, not
+    one criterion removed and another added."""
     from .actions import THRESHOLD_FIELDS
     from .models import ScoringModel
 
@@ -1153,14 +1183,44 @@ def create_draft_from_suggestion(*, model, suggestion, by, knockouts=True, note=
             setattr(draft, name, getattr(source, name))
     draft.save()
     catalogue = attribute_catalogue()
+    source_criteria = list(source.criteria.all()) if source is not None else []
+    keys = {_key_of(c): c.key for c in source_criteria}
+    keys.pop(None, None)
     items = list(suggestion.get("criteria", []))
     if knockouts:
         items += list(suggestion.get("knockouts", []))
     made = []
     positions = {"fit": 0, "interest": 0, "knockout": 0}
+    kept = set()
+    for old in source_criteria:
+        if old.kind == "knockout":
+            kept.add(_key_of(old))
+            made.append(
+                Criterion(
+                    version=draft,
+                    key=old.key,
+                    kind="knockout",
+                    position=positions["knockout"],
+                    label=old.label,
+                    field=old.field,
+                    operator=old.operator,
+                    value=old.value,
+                    reason=old.reason,
+                )
+            )
+            positions["knockout"] += 1
     for item in items:
         kind = item["kind"]
+        occurrences = round(item["cap"] / abs(item["points"])) if kind == "interest" else None
+        match = _match_key(
+            kind, item.get("field", ""), item.get("operator", ""), item.get("value"),
+            item.get("touchpoint_kinds", ()), occurrences,
+        )  # fmt: skip
+        if kind == "knockout" and match in kept:
+            continue  # the source has this knock-out already
         criterion = Criterion(version=draft, kind=kind, position=positions[kind])
+        if match in keys:
+            criterion.key = keys[match]
         positions[kind] += 1
         if kind == "interest":
             criterion.touchpoint_kinds = list(item["touchpoint_kinds"])

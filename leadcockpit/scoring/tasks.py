@@ -58,3 +58,14 @@ def check_evidence():
 
     learning.sweep_learning()
     validity.check_validity()
+
+
+@shared_task(ignore_result=True, soft_time_limit=1700, time_limit=1800)
+def compute_validity(version_id):
+    """A validity report for one version on demand (the workbench asks for a draft's beside the active one)."""
+    from . import validity
+    from .models import ScoringVersion
+
+    version = ScoringVersion.objects.filter(pk=version_id).select_related("model").first()
+    if version is not None:
+        validity.compute_report(version)
