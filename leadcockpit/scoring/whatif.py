@@ -211,11 +211,16 @@ def score_rows(version, *, as_of, only_outcomes=False):
     fresh_from = [i for i, j in enumerate(mapped) if j is None]
     scope = _scope(d, version, versions)
     handovers = apps.get_model("handover", "Handover")._meta.db_table
+    # The leads' decided handovers, joined as ho. A join, not EXISTS subqueries in the outcome: those make the
+    # scoring statement parallel-restricted, and PostgreSQL then computes every lead's score in one process.
+    decided = (
+        f"LEFT JOIN (SELECT h.lead_id, MAX(CASE WHEN h.status = 'accepted' THEN 1 ELSE 0 END) AS accepted, "
+        f"MAX(CASE WHEN h.status = 'rejected' THEN 1 ELSE 0 END) AS rejected FROM {handovers} h "
+        "WHERE h.status IN ('accepted', 'rejected') GROUP BY h.lead_id) ho ON ho.lead_id = l.id "
+    )
     outcome = Sql(
         f"CASE WHEN l.stage_id IN ({', '.join(['%s'] * len(WON_STAGES))}) THEN 1 WHEN l.stage_id = %s THEN 0 "
-        f"WHEN EXISTS (SELECT 1 FROM {handovers} h WHERE h.lead_id = l.id AND h.status = 'accepted') THEN 1 "
-        f"WHEN EXISTS (SELECT 1 FROM {handovers} h WHERE h.lead_id = l.id AND h.status = 'rejected') THEN 0 "
-        "END",
+        "WHEN ho.accepted = 1 THEN 1 WHEN ho.rejected = 1 THEN 0 END",
         [*WON_STAGES, lifecycle.LOST],
     )
     with connection.cursor() as cursor:
@@ -231,6 +236,8 @@ def score_rows(version, *, as_of, only_outcomes=False):
             """CREATE NEED_TABLE with the ids of the leads in scope: signals is 'with', 'without' or None."""
             sql = Sql(f"CREATE TEMPORARY TABLE {NEED_TABLE} AS SELECT l.id AS id FROM {LEAD} l ")
             sql += f"LEFT JOIN {COMPANY} c ON c.id = l.company_id "
+            if only_outcomes:
+                sql += decided
             if signals and fresh is not None:
                 sql += f"{'JOIN' if signals == 'with' else 'LEFT JOIN'} {SIGNALS} s ON "
                 sql += fresh
@@ -293,6 +300,7 @@ def score_rows(version, *, as_of, only_outcomes=False):
         select += ", "
         select += _interest_sql(d, interest, term)
         select += f" FROM {LEAD} l LEFT JOIN {COMPANY} c ON c.id = l.company_id "
+        select += decided
         if fresh is not None and interest:
             select += f"LEFT JOIN {SIGNALS} s ON "
             select += fresh
