@@ -6,8 +6,8 @@ the leads' accumulators), a draft adding an interest criterion with a new matche
 touchpoint of every lead), and the backtest alone (whatif.backtest) over the leads whose outcome is known. The
 drafts are deleted afterwards, so the database is left as it was found.
 
-Beside wall time, each figure has its CPU time (the database backend's, read from /proc where the server is
-local, plus this process's): on a shared machine the wall time includes waiting for a core.
+Beside wall time, each figure has its CPU time in one serial run (the database backend's, read from /proc where
+the server is local, plus this process's): on a shared machine the wall time includes waiting for a core.
 """
 
 import os
@@ -42,19 +42,30 @@ def _backend_cpu():
 
 
 def _timed(func, runs=RUNS):
-    """(median wall seconds, [each run's wall seconds], median CPU seconds of database and Python or None, the
-    last result)."""
-    seconds, cpu, result = [], [], None
+    """(median wall seconds, [each run's wall seconds], CPU seconds of one serial run or None, the last result).
+
+    The CPU figure comes from one more run with parallel query off (the time of parallel workers is not the
+    backend's): the database backend's CPU plus this process's, one core's worth of work.
+    """
+    seconds, result = [], None
     for _ in range(runs):
-        backend, python = _backend_cpu(), time.process_time()
         started = time.perf_counter()
         result = func()
         seconds.append(time.perf_counter() - started)
-        after = _backend_cpu()
-        if backend is not None and after is not None:
-            cpu.append(after - backend + time.process_time() - python)
-    median_cpu = round(statistics.median(cpu), 2) if cpu else None
-    return statistics.median(seconds), [round(s, 3) for s in seconds], median_cpu, result
+    cpu = None
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET max_parallel_workers_per_gather = 0")
+        try:
+            backend, python = _backend_cpu(), time.process_time()
+            func()
+            after = _backend_cpu()
+            if backend is not None and after is not None:
+                cpu = round(after - backend + time.process_time() - python, 2)
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("RESET max_parallel_workers_per_gather")
+    return statistics.median(seconds), [round(s, 3) for s in seconds], cpu, result
 
 
 def _slowest_statements(func, top=4):
