@@ -26,7 +26,7 @@ def nice_ceiling(value):
         return 1
     exponent = math.floor(math.log10(value))
     for step in (1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10):
-        top = step * 10**exponent
+        top = float(f"{step * 10**exponent:.6g}")  # 3 × 0.1 is 0.30000000000000004 otherwise
         if top >= value:
             return top
     return 10 ** (exponent + 1)
