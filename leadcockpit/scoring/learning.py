@@ -405,8 +405,9 @@ def _level_columns(candidate, train, catalogue):
             rare_condition = cleaned
     empty = np.fromiter((k is None for k in keys), dtype=float, count=n)
     empty_column = empty[train].sum() >= MIN_SUPPORT and _clean_ok(candidate.key, IS_EMPTY, None, catalogue)
-    # The baseline: the rare values when they cannot be named, else the most common value.
-    if rare_support and (rare_condition is None or not levels):
+    # The baseline: the rare values when they are many and cannot be named, else the most common value (with
+    # the few rare values that have no column of their own).
+    if (rare_support >= MIN_SUPPORT and rare_condition is None) or (rare_support and not levels):
         baseline = "rare"
     elif levels:
         baseline = next(iter(levels))
