@@ -490,3 +490,15 @@ def test_the_attribution_panel_puts_the_models_side_by_side_for_the_chosen_conve
     assert 'role="img"' in page.content.decode()  # the chart, with the table beside it
     default = client.get(reverse("insights:attribution"), HTTP_HX_REQUEST="true").content.decode()
     assert '<option value="mql" selected>' in default
+
+
+@pytest.mark.django_db
+def test_a_new_half_life_rebuilds_the_time_decay_credits(settings):
+    lead = make_lead(created=-10, touches=[(-10, "organic", None), (-3, "email", None)], mql=-3)
+    credits.rebuild()
+    settings.INSIGHTS_HALF_LIFE_DAYS = 3.5
+    result = credits.refresh()
+    assert result.rebuilt
+    # Ages 7 and 0 days at the MQL: two half-lives of 3.5 days, raw 0.25 and 1.
+    assert stored_facts([lead.pk])[(lead.pk, "mql", "organic", 0)]["time_decay"] == pytest.approx(0.25 / 1.25)
+    assert not credits.refresh().rebuilt
