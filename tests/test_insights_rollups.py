@@ -138,10 +138,13 @@ def test_a_row_committed_late_below_the_watermark_is_still_seen(seeded):
     assert_refresh_equals_rebuild()
 
 
-def test_a_second_refresh_leaves_while_the_first_holds_the_rollups(seeded):
+@pytest.mark.django_db(transaction=True)
+def test_a_second_refresh_leaves_while_the_first_holds_the_rollups():
     if connection.vendor != "postgresql":
         pytest.skip("SQLite has no row locks to wait on")
     import threading
+
+    rollups.rebuild()
 
     from django.db import connections, transaction
 
@@ -156,7 +159,7 @@ def test_a_second_refresh_leaves_while_the_first_holds_the_rollups(seeded):
 
     thread = threading.Thread(target=hold)
     thread.start()
-    held.wait(10)
+    assert held.wait(10)
     try:
         assert rollups.refresh() == (0, 0.0)
     finally:

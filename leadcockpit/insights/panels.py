@@ -6,7 +6,6 @@ PANELS names them in page order; the views, the CSV export and the benchmark go 
 """
 
 import bisect
-import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
@@ -159,16 +158,6 @@ def percent_format(value):
 
 def hours_format(value):
     return format_duration(value * 3600)
-
-
-def percentile(ordered, q):
-    """percentile_cont(q) of ascending values: linear between the two closest ranks, as PostgreSQL computes it."""
-    if not ordered:
-        return None
-    position = q * (len(ordered) - 1)
-    low = math.floor(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 # -- shared reads -------------------------------------------------------------------------------------------------
