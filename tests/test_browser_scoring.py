@@ -1,4 +1,5 @@
-"""A person in Chromium on the scoring pages: joint sign-off, the rescore progress bar, the ledger and 'score as of'."""
+"""A person in Chromium on the scoring pages: joint sign-off below the figures, the rescore progress bar, the ledger
+and 'score as of'."""
 
 import io
 import re
@@ -40,24 +41,41 @@ def test_marketing_proposes_both_sides_approve_and_every_lead_is_rescored(page, 
     expect(row.locator(".badge")).to_have_text("Draft")
     row.get_by_role("button", name="Propose").click()
     expect(page.get_by_text("is proposed; marketing and sales can now approve it")).to_be_visible()
-    row.get_by_role("button", name="Approve").click()
-    expect(page.get_by_text("Your approval of")).to_be_visible()
-    expect(row).to_contain_text("Marketing: ")
-    # The same person cannot approve for the other side too.
-    expect(row.get_by_role("button", name="Approve")).to_be_visible()
-    row.get_by_role("button", name="Approve").click()
-    expect(page.locator(".messages")).to_contain_text("approved this version already")
+    # Approving starts on the version's page, below its what-if and backtest.
+    approve_with_the_figures(page, row)
+    expect(page.locator(".messages")).to_contain_text("Your approval of")
+    expect(page.locator("#sign-off")).to_contain_text("Marketing: ")
+    expect(page.locator("#sign-off")).to_contain_text("with the figures in front of them")
+    # The same person cannot approve for the other side too: the page offers no second approval.
+    expect(page.locator("#sign-off")).to_contain_text("You approved on")
+    expect(page.get_by_role("button", name="Approve with these figures")).to_have_count(0)
     log_out(page)
 
     log_in(page, demo.url, "manager")
     page.goto(f"{demo.url}/scoring/")
-    page.locator("tr", has_text=f"v{draft.number}").get_by_role("button", name="Approve").click()
-    expect(page.locator("tr", has_text=f"v{draft.number}").locator(".badge")).to_have_text("Active")
-    expect(page.locator("tr", has_text=f"v{active.number}").locator(".badge")).to_have_text("Retired")
+    approve_with_the_figures(page, page.locator("tr", has_text=f"v{draft.number}"))
+    expect(page.locator(".page-head .badge")).to_have_text("Active")
     progress = page.locator("#rescore-progress")
     expect(progress).to_contain_text("Done")
     expect(progress).to_contain_text(f"{Lead.objects.count()} leads scored")
     assert RescoreJob.objects.get().status == "done"
+    assert set(draft.approvals.exclude(preview=None).values_list("user__username", flat=True)) == {
+        "marketing",
+        "manager",
+    }
+    page.goto(f"{demo.url}/scoring/")
+    expect(page.locator("tr", has_text=f"v{draft.number}").locator(".badge")).to_have_text("Active")
+    expect(page.locator("tr", has_text=f"v{active.number}").locator(".badge")).to_have_text("Retired")
+
+
+def approve_with_the_figures(page, row):
+    """From the overview's row to the version's page; approve once its figures are on screen."""
+    row.get_by_role("link", name="Review and approve").click()
+    expect(page).to_have_url(re.compile(r"/scoring/versions/\d+/#preview-panel$"))
+    panel = page.locator("#preview-panel")
+    expect(panel.get_by_role("heading", name="Backtest")).to_be_visible()
+    expect(panel.locator("#mql-figures")).to_be_visible()
+    panel.get_by_role("button", name="Approve with these figures").click()
 
 
 def test_the_progress_bar_follows_a_running_job_by_polling(page, demo):

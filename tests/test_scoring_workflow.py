@@ -3,9 +3,9 @@
 import pytest
 from django.urls import reverse
 
-from leadcockpit.scoring import actions
+from leadcockpit.scoring import actions, whatif
 from leadcockpit.scoring.defaults import create_default_model
-from leadcockpit.scoring.models import RescoreJob, ScoringVersion
+from leadcockpit.scoring.models import Approval, RescoreJob, ScoringVersion
 
 from .factories import LeadFactory, UserFactory
 
@@ -24,8 +24,22 @@ def proposed(active, marketer):
     return actions.propose(version=draft, by=marketer)
 
 
-def step(client, version, name):
-    return client.post(reverse("scoring:version_step", args=[version.pk, name]), follow=True)
+def step(client, version, name, **data):
+    return client.post(reverse("scoring:version_step", args=[version.pk, name]), data, follow=True)
+
+
+@pytest.fixture
+def seen(django_capture_on_commit_callbacks, tasks_in_process):
+    """The id of the version's done preview: the figures an approver has in front of them on the workbench."""
+
+    def preview_of(version):
+        with django_capture_on_commit_callbacks(execute=True):
+            preview = whatif.request_preview(version)
+        preview.refresh_from_db()
+        assert preview.status == "done", preview.error
+        return preview.pk
+
+    return preview_of
 
 
 def test_a_new_draft_copies_criteria_and_thresholds(active, marketer):
@@ -36,13 +50,14 @@ def test_a_new_draft_copies_criteria_and_thresholds(active, marketer):
 
 
 def test_joint_approval_by_two_people_activates_and_rescores_everyone(
-    client_for, proposed, active, marketer, manager, tasks_in_process, django_capture_on_commit_callbacks
+    client_for, proposed, active, marketer, manager, seen, django_capture_on_commit_callbacks
 ):
     LeadFactory.create_batch(3)
     second_marketer = UserFactory(role="marketing")
+    preview = seen(proposed)
     with django_capture_on_commit_callbacks(execute=True):
-        assert "is recorded" in step(client_for(second_marketer), proposed, "approve").text
-        response = step(client_for(manager), proposed, "approve")
+        assert "is recorded" in step(client_for(second_marketer), proposed, "approve", preview=preview).text
+        response = step(client_for(manager), proposed, "approve", preview=preview)
     proposed.refresh_from_db()
     active.refresh_from_db()
     assert (proposed.status, active.status) == ("active", "retired")
@@ -53,13 +68,31 @@ def test_joint_approval_by_two_people_activates_and_rescores_everyone(
     assert "100 %" in client_for(manager).get(reverse("scoring:overview")).text
 
 
-def test_the_same_person_cannot_approve_twice_and_a_side_approves_once(client_for, proposed, marketer):
+def test_the_same_person_cannot_approve_twice_and_a_side_approves_once(client_for, proposed, marketer, seen):
     client = client_for(marketer)
-    step(client, proposed, "approve")
-    assert "approved this version already" in step(client, proposed, "approve").text
+    preview = seen(proposed)
+    step(client, proposed, "approve", preview=preview)
+    assert "approved this version already" in step(client, proposed, "approve", preview=preview).text
     other = UserFactory(role="marketing")
-    assert "side has approved" in step(client_for(other), proposed, "approve").text
+    assert "side has approved" in step(client_for(other), proposed, "approve", preview=preview).text
     assert proposed.approvals.count() == 1
+
+
+def test_an_approval_without_the_figures_seen_is_refused_and_sent_to_the_workbench(
+    client_for, proposed, marketer, manager
+):
+    """The overview once posted a bare 'approve': each approver must see the what-if and backtest first."""
+    for user in (marketer, manager):
+        response = step(client_for(user), proposed, "approve")
+        assert response.status_code == 200
+        assert (
+            response.redirect_chain[-1][0]
+            == reverse("scoring:version", args=[proposed.pk]) + "#preview-panel"
+        )
+        assert "on its page, below its what-if and backtest" in response.text
+    assert not Approval.objects.filter(version=proposed).exists()
+    proposed.refresh_from_db()
+    assert proposed.status == "proposed"
 
 
 def test_reps_and_admins_do_not_sign_off(client_for, proposed, rep, admin_user):
@@ -153,5 +186,8 @@ def test_overview_shows_versions_and_approvals(client_for, manager, active, prop
     text = client_for(manager).get(reverse("scoring:overview")).text
     assert "v1" in text
     assert "v2" in text
-    assert ">Approve</button>" in text  # a sales manager may approve the proposed version
+    # A sales manager may approve the proposed version, on its page, with the figures in front of them.
+    approve = reverse("scoring:version", args=[proposed.pk]) + "#preview-panel"
+    assert f'<a class="button" href="{approve}">Review and approve</a>' in text
+    assert reverse("scoring:version_step", args=[proposed.pk, "approve"]) not in text
     assert ">Propose</button>" not in text

@@ -598,10 +598,21 @@ def version_step(request, pk, step):
         else redirect("scoring:overview")
     )
     kwargs = {}
-    if step == "approve" and "preview" in request.POST and actions.side_of(request.user) is not None:
+    proposed = version.status == ScoringVersion.Status.PROPOSED  # otherwise approve() says why not
+    if step == "approve" and proposed and actions.side_of(request.user) is not None:
         from . import whatif
 
-        # The evidence must be this version's figures as it stands, not an older state's or another version's.
+        # Each approver signs for the what-if and backtest in front of them: the approval carries the preview
+        # they saw, and it must be this version's figures as it stands, not an older state's or another version's.
+        if "preview" not in request.POST:
+            messages.error(
+                request,
+                _t(
+                    "Approve %(version)s on its page, below its what-if and backtest, so you see what you approve."
+                )
+                % {"version": version},
+            )
+            return redirect(reverse("scoring:version", args=[version.pk]) + "#preview-panel")
         kwargs["preview"] = whatif.preview_for_approval(version, request.POST["preview"])
         if kwargs["preview"] is None:
             messages.error(
