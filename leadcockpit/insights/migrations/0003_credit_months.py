@@ -4,48 +4,70 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('insights', '0002_credits'),
+        ("insights", "0002_credits"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='creditdaily',
-            name='n',
-            field=models.IntegerField(default=0, verbose_name='facts'),
+            model_name="creditdaily",
+            name="n",
+            field=models.IntegerField(default=0, verbose_name="facts"),
         ),
         migrations.CreateModel(
-            name='CreditMonthly',
+            name="CreditMonthly",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('dim', models.CharField(blank=True, max_length=10, verbose_name='dimension')),
-                ('value', models.CharField(blank=True, max_length=40, verbose_name='value')),
-                ('day', models.DateField(verbose_name='day')),
-                ('outcome', models.CharField(choices=[('lead', 'Leads'), ('mql', 'MQLs'), ('sal', 'SALs'), ('sql', 'SQLs'), ('won', 'Won deals')], max_length=4, verbose_name='conversion')),
-                ('channel', models.CharField(max_length=40, verbose_name='credited channel')),
-                ('campaign', models.BigIntegerField(verbose_name='credited campaign')),
-                ('c_own', models.FloatField(default=0)),
-                ('c_first_touch', models.FloatField(default=0)),
-                ('c_last_touch', models.FloatField(default=0)),
-                ('c_linear', models.FloatField(default=0)),
-                ('c_u_shaped', models.FloatField(default=0)),
-                ('c_w_shaped', models.FloatField(default=0)),
-                ('c_time_decay', models.FloatField(default=0)),
-                ('r_own', models.FloatField(default=0)),
-                ('r_first_touch', models.FloatField(default=0)),
-                ('r_last_touch', models.FloatField(default=0)),
-                ('r_linear', models.FloatField(default=0)),
-                ('r_u_shaped', models.FloatField(default=0)),
-                ('r_w_shaped', models.FloatField(default=0)),
-                ('r_time_decay', models.FloatField(default=0)),
-                ('won', models.FloatField(default=0, verbose_name='won')),
-                ('n', models.IntegerField(default=0, verbose_name='facts')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("dim", models.CharField(blank=True, max_length=10, verbose_name="dimension")),
+                ("value", models.CharField(blank=True, max_length=40, verbose_name="value")),
+                ("day", models.DateField(verbose_name="day")),
+                (
+                    "outcome",
+                    models.CharField(
+                        choices=[
+                            ("lead", "Leads"),
+                            ("mql", "MQLs"),
+                            ("sal", "SALs"),
+                            ("sql", "SQLs"),
+                            ("won", "Won deals"),
+                        ],
+                        max_length=4,
+                        verbose_name="conversion",
+                    ),
+                ),
+                ("channel", models.CharField(max_length=40, verbose_name="credited channel")),
+                ("campaign", models.BigIntegerField(verbose_name="credited campaign")),
+                ("c_own", models.FloatField(default=0)),
+                ("c_first_touch", models.FloatField(default=0)),
+                ("c_last_touch", models.FloatField(default=0)),
+                ("c_linear", models.FloatField(default=0)),
+                ("c_u_shaped", models.FloatField(default=0)),
+                ("c_w_shaped", models.FloatField(default=0)),
+                ("c_time_decay", models.FloatField(default=0)),
+                ("r_own", models.FloatField(default=0)),
+                ("r_first_touch", models.FloatField(default=0)),
+                ("r_last_touch", models.FloatField(default=0)),
+                ("r_linear", models.FloatField(default=0)),
+                ("r_u_shaped", models.FloatField(default=0)),
+                ("r_w_shaped", models.FloatField(default=0)),
+                ("r_time_decay", models.FloatField(default=0)),
+                ("won", models.FloatField(default=0, verbose_name="won")),
+                ("n", models.IntegerField(default=0, verbose_name="facts")),
             ],
             options={
-                'verbose_name': 'attribution month',
-                'verbose_name_plural': 'attribution months',
-                'constraints': [models.UniqueConstraint(fields=('dim', 'value', 'day', 'outcome', 'channel', 'campaign'), name='insights_creditmonth_key')],
+                "verbose_name": "attribution month",
+                "verbose_name_plural": "attribution months",
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("dim", "value", "day", "outcome", "channel", "campaign"),
+                        name="insights_creditmonth_key",
+                    )
+                ],
             },
         ),
     ]
