@@ -598,8 +598,7 @@ def version_step(request, pk, step):
         else redirect("scoring:overview")
     )
     kwargs = {}
-    proposed = version.status == ScoringVersion.Status.PROPOSED  # otherwise approve() says why not
-    if step == "approve" and proposed and actions.side_of(request.user) is not None:
+    if step == "approve" and actions.side_of(request.user) is not None:
         from . import whatif
 
         # Each approver signs for the what-if and backtest in front of them: the approval carries the preview
