@@ -1126,7 +1126,6 @@ def sweep_learning():
         _enqueue(run_id)
 
 
-@transaction.atomic
 def _match_key(kind, field, operator, value, touchpoint_kinds=(), occurrences=None):
     """What makes two criteria "the same criterion" across versions, for keeping its key."""
     return json.dumps(
@@ -1152,6 +1151,7 @@ def _key_of(criterion):
     )
 
 
+@transaction.atomic
 def create_draft_from_suggestion(*, model, suggestion, by, knockouts=True, note=""):
     """A draft version of `model` with the suggested criteria (and knock-outs), thresholds copied from its
     active (else newest) version. Every criterion passes Criterion.clean; the draft then goes through the
