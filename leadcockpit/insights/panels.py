@@ -236,7 +236,7 @@ def duration_classes(queryset, field, group=None):
     return out
 
 
-def funnel_rows(criteria, kind, stages, day_column):
+def funnel_rows(criteria, kind, stages):
     """(day, stage, n) of the funnel cube, or the same counted from the per-lead rollups."""
     key = criteria.cube_key
     if key is not None:
@@ -272,7 +272,7 @@ def funnel(criteria):
     cohort = criteria.funnel != FUNNEL_FLOW
     kind = FunnelDaily.Kind.REACHED if cohort else FunnelDaily.Kind.FLOW
     counts = [dict.fromkeys(codes, 0) for _ in range(len(buckets))]
-    for day, stage, n in funnel_rows(criteria, kind, codes, "day"):
+    for day, stage, n in funnel_rows(criteria, kind, codes):
         counts[buckets.index(day)][stage] += n
     steps = list(zip(FUNNEL_STAGES, FUNNEL_STAGES[1:], strict=False))
     columns = [(_("Period"), TEXT)] + [(label, COUNT_) for _code, label in FUNNEL_STAGES]
@@ -340,7 +340,7 @@ def cohort_now(criteria, buckets):
     }
     keys = [key for key, _label in NOW_GROUPS]
     counts = [dict.fromkeys(keys, 0) for _ in range(len(buckets))]
-    for day, stage, n in funnel_rows(criteria, FunnelDaily.Kind.NOW, list(phases), "day"):
+    for day, stage, n in funnel_rows(criteria, FunnelDaily.Kind.NOW, list(phases)):
         counts[buckets.index(day)][group_of.get(stage, "marketing")] += n
     table = Table(
         "funnel_now",
