@@ -246,6 +246,15 @@ def test_a_draft_keeps_the_source_knockouts_and_the_keys_of_criteria_it_tests_ag
     assert draft.criteria.get(kind="interest").key == demo.key
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_draft_is_made_in_its_own_transaction_as_a_view_or_task_calls_it():
+    model = ScoringModel.objects.create(name="Autocommit")
+    marketer = UserFactory(role="marketing")
+    suggestion = {"criteria": [{"kind": "fit", "field": "phone", "operator": "is_set", "points": 7}]}
+    draft = learning.create_draft_from_suggestion(model=model, suggestion=suggestion, by=marketer)
+    assert list(draft.criteria.values_list("points", flat=True)) == [7]
+
+
 def test_too_few_outcomes_give_a_clear_message_instead_of_a_model(model):
     declare()
     Lead.objects.bulk_create(

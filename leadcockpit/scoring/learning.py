@@ -1235,7 +1235,7 @@ def create_draft_from_suggestion(*, model, suggestion, by, knockouts=True, note=
         else:
             criterion.field = item["field"]
             criterion.operator = item["operator"]
-            criterion.value = item["value"]
+            criterion.value = item.get("value")
             criterion.points = float(item.get("points", 0))
             criterion.reason = item.get("reason", "")
             criterion.label = condition_label(item, catalogue)
