@@ -409,9 +409,9 @@ def _state(*, lock, wait=True):
 def current_watermarks(cursor):
     """The high-water marks of the id-ordered sources, read before the rows they cover are read."""
     marks = {}
-    for key in ("stagechange", "scorechange", "activity", "handover", "merge", "lead"):
-        cursor.execute(f"SELECT COALESCE(MAX(id), 0), COUNT(*) FROM {T[key]}")
-        marks[key] = list(cursor.fetchone())
+    for key in LEAD_COLUMNS:
+        cursor.execute(f"SELECT COALESCE(MAX(id), 0) FROM {T[key]}")  # the primary key's index, not a scan
+        marks[key] = cursor.fetchone()[0]
     return marks
 
 
@@ -421,7 +421,7 @@ def rebuild():
     now = timezone.now()
     with transaction.atomic(), connection.cursor() as cursor:
         state = _state(lock=True)
-        marks = {key: hi for key, (hi, _count) in current_watermarks(cursor).items()}
+        marks = current_watermarks(cursor)
         if connection.vendor == "postgresql":  # room for the grouping sets' hash tables; gone at commit
             cursor.execute("SET LOCAL work_mem = '256MB'")
         for key in ("funnel", "light", "velocity", "handoverfact", "band", "leadfact", "interval", "stale"):
@@ -461,7 +461,7 @@ def mark_changed(cursor, state, now):
     since = timezone.datetime.fromisoformat(since) if since else None
     stamp = connection.ops.adapt_datetimefield_value(now)
     new_ids = {}
-    for key, (hi_now, _count) in current_watermarks(cursor).items():
+    for key, hi_now in current_watermarks(cursor).items():
         lo, hi = ids.get(key, [0, 0])
         # Rows committed late into the last window (ids between lo and hi that the last refresh did not see).
         cursor.execute(f"SELECT COUNT(*) FROM {T[key]} WHERE id > %s AND id <= %s", [lo, hi])
