@@ -252,7 +252,7 @@ def test_a_draft_is_made_in_its_own_transaction_as_a_view_or_task_calls_it():
     marketer = UserFactory(role="marketing")
     suggestion = {"criteria": [{"kind": "fit", "field": "phone", "operator": "is_set", "points": 7}]}
     draft = learning.create_draft_from_suggestion(model=model, suggestion=suggestion, by=marketer)
-    assert list(draft.criteria.values_list("points", flat=True)) == [7]
+    assert list(draft.criteria.values_list("label", "points")) == [("Phone is set", 7)]
 
 
 def test_too_few_outcomes_give_a_clear_message_instead_of_a_model(model):

@@ -64,6 +64,7 @@ from .fields import (
     FIT_FIELDS,
     IN_LIST,
     IS_EMPTY,
+    IS_SET,
     MAX_LIST_ITEMS,
     NUMBER,
     RANGE,
@@ -914,9 +915,11 @@ def condition_label(criterion, catalogue=None):
         labels = dict(Touchpoint.Kind.choices)
         return ", ".join(str(labels.get(k, k)) for k in criterion.get("touchpoint_kinds", []))
     what = field_label(criterion["field"], catalogue)
-    operator, value = criterion["operator"], criterion["value"]
+    operator, value = criterion["operator"], criterion.get("value")
     if operator == IS_EMPTY:
         return _("%(field)s is empty") % {"field": what}
+    if operator == IS_SET:
+        return _("%(field)s is set") % {"field": what}
     if operator == RANGE:
         low, high = value["min"], value["max"]
         if high is None:
