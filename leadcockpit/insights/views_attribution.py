@@ -6,9 +6,11 @@ are kept in the URL: a change inside the panel pushes the page's URL with the ne
 """
 
 import csv
+import time
 from urllib.parse import urlencode, urlparse
 
 from django.contrib.auth.decorators import login_required
+from django.db import OperationalError, connection
 from django.http import Http404
 from django.shortcuts import render
 from django.urls import reverse
@@ -23,6 +25,8 @@ from .access import cockpit_required
 from .filters import CockpitFilter
 from .panels_attribution import OPTIONS, PANELS
 from .views import is_fragment_request
+
+SQLITE_LOCK_RETRIES = 4
 
 
 def _build(request, name):
@@ -54,8 +58,21 @@ def _page_url(request, name, query):
     return f"{path}?{query}"
 
 
+def _build_waiting_for_sqlite(request, name):
+    """_build, retried a few times while SQLite reports a table locked: with tasks in-process, one panel request
+    may be refreshing the credits while the page's other panel reads them (PostgreSQL readers never wait)."""
+    for attempt in range(SQLITE_LOCK_RETRIES + 1):
+        try:
+            return _build(request, name)
+        except OperationalError as exc:
+            if connection.vendor != "sqlite" or "locked" not in str(exc) or attempt == SQLITE_LOCK_RETRIES:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 def _panel_view(request, name):
-    context = _build(request, name)
+    context = _build_waiting_for_sqlite(request, name)
     if is_fragment_request(request):
         response = render(request, f"insights/{name}.html#{name}-panel", context)
         if request.GET.get("from") == "options":
