@@ -1,15 +1,18 @@
 """What-if and backtest: what a version would do to every current lead, before anyone switches it on.
 
-A version (usually a draft) is scored set-based over all the leads its model scores, with the same SQL as the
-rescore (rescoring.py) but into a temporary table, never into the leads. Beside it stand the values the leads
-carry now (what the active versions gave them). From that one table come the counts per band, temperature and
-grade, the MQLs, the leads that would change band, the score distribution, the expected MQL flow, and the
-backtest on the leads whose outcome is known.
+A version (usually a draft) is scored over all the leads its model scores, with the rescore's SQL building
+blocks (rescoring.py), and compared with the values the leads carry now (what the active versions gave them);
+nothing is written to the leads. One grouping pass over the leads (split over PostgreSQL's parallel workers)
+yields the counts per band, temperature and grade, the MQLs, the band moves, the score distribution and the
+expected MQL flow; the sample of changed leads and the backtest on the leads whose outcome is known then read
+only the leads they need.
 
-Interest is taken from the leads' accumulators (LeadSignals) wherever the version counts the same activity as
-the active version that made them; only criteria with new matchers, and leads without fresh accumulators, are
-counted from their touchpoints. So a change of points, caps, fit criteria, knock-outs or thresholds previews in
-one pass over the leads, not over their touchpoints.
+Per lead: fit is the stored fit less the active criteria that changed plus the version's (fit does not change
+with time), interest comes from the lead's accumulators (LeadSignals) decayed to the moment of the preview
+wherever the version counts the same activity as the active version; criteria with new matchers are counted
+once from all touchpoints, and the few leads without fresh accumulators (new activity the worker has not
+scored yet, never scored) from their own touchpoints in a second pass. So a change of points, caps, fit
+criteria, knock-outs or thresholds previews in one pass over the leads, not over their touchpoints.
 
 A preview runs in a worker (tasks.run_preview); the workbench polls its Preview row.
 """
@@ -30,6 +33,7 @@ from django.utils.translation import gettext as _
 from leadcockpit.leads import lifecycle
 from leadcockpit.leads.models import Lead
 
+from .fields import FIT_FIELDS
 from .models import Preview
 from .rescoring import (
     COMPANY,
@@ -42,7 +46,7 @@ from .rescoring import (
     accumulate_sql,
     active_versions,
     classify_sql,
-    fit_and_knockout_sql,
+    condition_sql,
     fresh_signals_sql,
     interest_criteria_of,
     interest_signature,
@@ -51,11 +55,9 @@ from .rescoring import (
 
 log = logging.getLogger(__name__)
 
-ROWS_TABLE = "scoring_whatif"
 WINDOW_DAYS = 28  # the expected MQL flow is read off the leads that arrived in the last four weeks
 SAMPLE = 20
 HISTOGRAM_BINS = 24
-PERCENTILE_SAMPLE = 100_000  # the histogram's 1st and 99th percentiles come from about this many leads
 MIN_TRUST = 30  # fewer leads than this behind a backtest figure: shown, with a warning
 PREVIEW_MAX_AGE = timedelta(minutes=10)  # a preview of the same criteria this recent is shown again
 PREVIEW_STALE = timedelta(minutes=2)  # a preview queued this long without a worker taking it is given up
@@ -163,7 +165,7 @@ def run_preview(preview_id):
     )
 
 
-# --- Scoring a version into a temporary table ----------------------------------------------------------------
+# --- Scoring a version, lead by lead, against what the leads carry --------------------------------------------
 
 
 def _same_matcher(a, b):
@@ -177,306 +179,605 @@ def _same_matcher(a, b):
     )
 
 
+def _fit_spec(c):
+    return [c.kind, c.field, c.operator, c.value, float(c.points)]
+
+
+def _interest_spec(c):
+    return [
+        sorted(c.touchpoint_kinds or []),
+        c.url_contains,
+        c.channel_id,
+        c.search_contains,
+        c.lookback_days,
+        None if c.half_life_days is None else float(c.half_life_days),
+        float(c.points),
+        None if c.cap is None else float(c.cap),
+    ]
+
+
+def _differences(old, new, spec):
+    """(criteria of `old` not in `new` as they were, criteria of `new` not in `old` as they are), by key."""
+    old_by_key = {c.key: c for c in old}
+    new_by_key = {c.key: c for c in new}
+    gone = [c for c in old if c.key not in new_by_key or spec(new_by_key[c.key]) != spec(c)]
+    came = [c for c in new if c.key not in old_by_key or spec(old_by_key[c.key]) != spec(c)]
+    return gone, came
+
+
 def _scope(d, version, versions):
     """WHERE over l (lead) and c (company): the leads this version's model scores, given the active models."""
     params = []
     parts = [f"({rule_sql(d, version.model.rule, params)})"]
     for other in versions:
-        if other.model_id == version.model_id:
-            break
-        if (other.model.priority, other.model_id) < (version.model.priority, version.model_id):
+        if other.model_id != version.model_id and (other.model.priority, other.model_id) < (
+            version.model.priority,
+            version.model_id,
+        ):
             parts.append(f"NOT ({rule_sql(d, other.model.rule, params)})")
     return Sql(" AND ".join(parts), params)
 
 
-def score_rows(version, *, as_of, only_outcomes=False):
-    """Create ROWS_TABLE: per lead in scope, its stored (active) values and the version's, plus its outcome.
-
-    Columns: id, old_score, old_band, old_temperature, old_grade, old_mql (bool), stage, created_at, outcome
-    (1, 0 or NULL), fit, interest, ko, score, band, temperature, grade, mql (0/1). Returns how many rows.
-    Runs inside the caller's transaction (the temporary tables go with it).
-    """
-    d = Dialect(connection.vendor)
-    versions, all_criteria = active_versions()
-    criteria = list(version.criteria.all())
-    interest = interest_criteria_of(criteria)
-    active = next((v for v in versions if v.model_id == version.model_id), None)
-    active_interest = interest_criteria_of(all_criteria[active.pk]) if active else []
-    # Each of the version's interest criteria: the index of the active version's criterion counting the same
-    # activity (its accumulator can be reused), or None (counted from the touchpoints).
-    mapped = [
-        next((j for j, old in enumerate(active_interest) if _same_matcher(new, old)), None)
-        for new in interest
-    ]
-    fresh_from = [i for i, j in enumerate(mapped) if j is None]
-    scope = _scope(d, version, versions)
-    handovers = apps.get_model("handover", "Handover")._meta.db_table
-    # The leads' decided handovers, joined as ho. A join, not EXISTS subqueries in the outcome: those make the
-    # scoring statement parallel-restricted, and PostgreSQL then computes every lead's score in one process.
-    decided = (
-        f"LEFT JOIN (SELECT h.lead_id, MAX(CASE WHEN h.status = 'accepted' THEN 1 ELSE 0 END) AS accepted, "
-        f"MAX(CASE WHEN h.status = 'rejected' THEN 1 ELSE 0 END) AS rejected FROM {handovers} h "
-        "WHERE h.status IN ('accepted', 'rejected') GROUP BY h.lead_id) ho ON ho.lead_id = l.id "
-    )
-    outcome = Sql(
-        f"CASE WHEN l.stage_id IN ({', '.join(['%s'] * len(WON_STAGES))}) THEN 1 WHEN l.stage_id = %s THEN 0 "
-        "WHEN ho.accepted = 1 THEN 1 WHEN ho.rejected = 1 THEN 0 END",
-        [*WON_STAGES, lifecycle.LOST],
-    )
-    with connection.cursor() as cursor:
-        if d.postgres:
-            cursor.execute("SET LOCAL jit = off")
-            cursor.execute("SET LOCAL work_mem = '64MB'")
-        for table in (ROWS_TABLE, NEED_TABLE, "scoring_whatif_new", "scoring_whatif_all"):
-            cursor.execute(f"DROP TABLE IF EXISTS {table}")
-        signature = interest_signature(all_criteria[active.pk]) if active else None
-        fresh = fresh_signals_sql(d, signature=signature, as_of=as_of) if signature is not None else None
-
-        def leads_in_scope(signals):
-            """CREATE NEED_TABLE with the ids of the leads in scope: signals is 'with', 'without' or None."""
-            sql = Sql(f"CREATE TEMPORARY TABLE {NEED_TABLE} AS SELECT l.id AS id FROM {LEAD} l ")
-            sql += f"LEFT JOIN {COMPANY} c ON c.id = l.company_id "
-            if only_outcomes:
-                sql += decided
-            if signals and fresh is not None:
-                sql += f"{'JOIN' if signals == 'with' else 'LEFT JOIN'} {SIGNALS} s ON "
-                sql += fresh
-            sql += " WHERE "
-            if only_outcomes:
-                sql += "("
-                sql += outcome
-                sql += ") IS NOT NULL AND "
-            sql += scope
-            if signals == "without" and fresh is not None:
-                sql += " AND s.lead_id IS NULL"
-            cursor.execute(sql.text, sql.params)
-            return _count(cursor, NEED_TABLE)
-
-        need_all = need_new = 0
-        if interest:
-            # Leads lacking fresh accumulators: every interest criterion from their touchpoints.
-            need_all = leads_in_scope("without")
-            if need_all:
-                _accumulate_into(d, cursor, "scoring_whatif_all", criteria, as_of)
-            cursor.execute(f"DROP TABLE {NEED_TABLE}")
-            if fresh_from and fresh is not None:
-                # Criteria with new matchers, for the leads with accumulators: from their touchpoints.
-                need_new = leads_in_scope("with")
-                if need_new:
-                    _accumulate_into(
-                        d, cursor, "scoring_whatif_new", [interest[i] for i in fresh_from], as_of
-                    )
-                cursor.execute(f"DROP TABLE {NEED_TABLE}")
-
-        def term(index):
-            """The decayed sum of the version's index-th interest criterion for lead l."""
-            criterion = interest[index]
-            parts = []
-            params = []
-            if need_all:
-                parts.append(f"WHEN wa.id IS NOT NULL THEN COALESCE(wa.i{index}, 0)")
-            if mapped[index] is not None and signature is not None:
-                decay = ""
-                if criterion.half_life_days:
-                    decay = f" * power(0.5, {d.age_days('%s', 's.at')} / %s)"
-                    params += [as_of, criterion.half_life_days]
-                parts.append(f"WHEN s.lead_id IS NOT NULL THEN {d.element('s.sums', mapped[index])}{decay}")
-            elif need_new:
-                parts.append(f"WHEN wn.id IS NOT NULL THEN COALESCE(wn.i{fresh_from.index(index)}, 0)")
-            if not parts:
-                return Sql("0")
-            return Sql(f"(CASE {' '.join(parts)} ELSE 0 END)", params)
-
-        select = Sql(f"CREATE TEMPORARY TABLE {ROWS_TABLE} AS SELECT x.*, x.fit + x.interest AS score, ")
-        classify, classify_params = classify_sql(version)
-        select.add(classify, *classify_params)
-        select += (
-            " FROM (SELECT l.id AS id, l.score AS old_score, l.band AS old_band, l.temperature AS old_temperature,"
-            " l.grade AS old_grade, l.score_is_mql AS old_mql, l.stage_id AS stage, l.created_at AS created_at, "
-        )
-        select += outcome
-        select += " AS outcome, "
-        select += fit_and_knockout_sql(d, criteria)
-        select += ", "
-        select += _interest_sql(d, interest, term)
-        select += f" FROM {LEAD} l LEFT JOIN {COMPANY} c ON c.id = l.company_id "
-        select += decided
-        if fresh is not None and interest:
-            select += f"LEFT JOIN {SIGNALS} s ON "
-            select += fresh
-        if need_all:
-            select += " LEFT JOIN scoring_whatif_all wa ON wa.id = l.id"
-        if need_new:
-            select += " LEFT JOIN scoring_whatif_new wn ON wn.id = l.id"
-        select += " WHERE "
-        if only_outcomes:
-            select += "("
-            select += outcome
-            select += ") IS NOT NULL AND "
-        select += scope
-        select += f" {d.fence}) x"
-        cursor.execute(select.text, select.params)
-        rows = _count(cursor, ROWS_TABLE)
-        for table in ("scoring_whatif_new", "scoring_whatif_all"):
-            cursor.execute(f"DROP TABLE IF EXISTS {table}")
-        if d.postgres:
-            # Statistics for the aggregates over the table (without them the planner guesses a million groups
-            # and sorts). A small sample does: the default 30,000 rows cost a tenth of the whole preview.
-            cursor.execute("SET LOCAL default_statistics_target = 10")
-            cursor.execute(f"ANALYZE {ROWS_TABLE}")
-            cursor.execute("SET LOCAL default_statistics_target TO DEFAULT")
-    return rows
-
-
-def _interest_sql(d, interest, term):
-    sql = Sql("CAST(")
-    for index, criterion in enumerate(interest):
-        part = Sql("%s * ", [criterion.points])
-        part += term(index)
-        if criterion.cap is not None:
-            part = Sql(d.clamp(part.text), [-criterion.cap, criterion.cap, *part.params])
+def _total(terms):
+    if not terms:
+        return Sql("0")
+    sql = Sql("(")
+    for index, term in enumerate(terms):
         sql += " + " if index else ""
-        sql += Sql(f"({part.text})", part.params)
-    if not interest:
-        sql += "0"
-    sql += " AS double precision) AS interest"
+        sql += term
+    sql += ")"
     return sql
 
 
-def _accumulate_into(d, cursor, table, criteria, as_of):
-    """table(id, i0..in): the criteria's sums as of as_of over the touchpoints of the leads in NEED_TABLE."""
-    accumulate, _fresh = accumulate_sql(d, criteria, as_of=as_of)
-    columns = ", ".join(f"a.i{index}" for index in range(len(interest_criteria_of(criteria))))
-    sql = Sql(f"CREATE TEMPORARY TABLE {table} AS SELECT n.id AS id{', ' if columns else ''}{columns} ")
-    sql += f"FROM {NEED_TABLE} n LEFT JOIN ("
-    sql += accumulate
-    sql += ") a ON a.lead_id = n.id"
+def _fit_term(d, criterion):
+    params = []
+    condition = condition_sql(d, criterion.field, criterion.operator, criterion.value, params)
+    return Sql(f"(CASE WHEN {condition} THEN %s ELSE 0 END)", [*params, criterion.points])
+
+
+def _knockout(d, criteria):
+    knockouts = [c for c in criteria if c.kind == "knockout"]
+    if not knockouts:
+        return Sql("0")
+    sql = Sql("(CASE WHEN ")
+    for index, criterion in enumerate(knockouts):
+        params = []
+        sql += " OR " if index else ""
+        sql += Sql(condition_sql(d, criterion.field, criterion.operator, criterion.value, params), params)
+    sql += " THEN 1 ELSE 0 END)"
+    return sql
+
+
+def _points(d, criterion, decayed_sum):
+    """An interest criterion's contribution: points × its decayed sum, capped."""
+    term = Sql("%s * ", [criterion.points])
+    term += decayed_sum
+    if criterion.cap is not None:
+        term = Sql(d.clamp(term.text), [-criterion.cap, criterion.cap, *term.params])
+    return Sql(f"({term.text})", term.params)
+
+
+def _from_signals(d, index, criterion, as_of):
+    """The criterion's sum as of as_of from the lead's accumulators s (index-th of the active version's)."""
+    value = Sql(f"COALESCE({d.element('s.sums', index)}, 0)")
+    if criterion.half_life_days:
+        value += Sql(f" * power(0.5, {d.age_days('%s', 's.at')} / %s)", [as_of, criterion.half_life_days])
+    return value
+
+
+class _Plan:
+    """How to compute each lead's fit, interest and knock-out under a version, as SQL over the lead l, its company
+    c, its accumulators s, and the per-preview tables wn (sums of criteria with new matchers) and wa (every
+    criterion's sums for the leads without fresh accumulators)."""
+
+    def __init__(self, d, version, *, as_of):
+        self.d, self.version, self.as_of = d, version, as_of
+        versions, all_criteria = active_versions()
+        self.versions = versions
+        self.criteria = list(version.criteria.all())
+        self.interest = interest_criteria_of(self.criteria)
+        self.fit = [c for c in self.criteria if c.kind == "fit"]
+        self.active = next((v for v in versions if v.model_id == version.model_id), None)
+        active_criteria = all_criteria[self.active.pk] if self.active else []
+        active_interest = interest_criteria_of(active_criteria)
+        self.signature = interest_signature(active_criteria) if self.active else None
+        # Each of the version's interest criteria: the index of the active criterion counting the same activity
+        # (its accumulator serves), or None: counted from the touchpoints (the table wn, built per preview).
+        self.mapped = [
+            next((j for j, old in enumerate(active_interest) if _same_matcher(new, old)), None)
+            for new in self.interest
+        ]
+        self.new_matchers = [i for i, j in enumerate(self.mapped) if j is None]
+        # Fit does not change with time: a scored lead's stored fit, less the active criteria that changed, plus
+        # the version's, is its fit under the version, and saves evaluating the unchanged conditions.
+        if self.active:
+            self.fit_gone, self.fit_came = _differences(
+                [c for c in active_criteria if c.kind == "fit"], self.fit, _fit_spec
+            )
+        else:
+            self.fit_gone, self.fit_came = [], self.fit
+        self.scope = _scope(d, version, versions)
+        self.uses_signals = self.active is not None and bool(self.interest)
+        self.with_new = self.uses_signals and bool(self.new_matchers)
+        # Without an active version there are no accumulators to start from: every lead counts from touchpoints.
+        self.all_from_touchpoints = self.active is None and bool(self.interest)
+        self.with_all = False  # set once the table wa is built
+
+    def needs_company(self):
+        """Whether any condition this plan evaluates reads the company (else the join is left out)."""
+        evaluated = [*self.fit, *(c for c in self.criteria if c.kind == "knockout")]
+        fields = [
+            *(c.field for c in evaluated),
+            *(cond["field"] for cond in self.version.model.rule or []),
+            *(cond["field"] for v in self.versions for cond in v.model.rule or []),
+        ]
+        return any(FIT_FIELDS[field].table == "company" for field in fields if field in FIT_FIELDS)
+
+    def fit_sql(self):
+        full = _total([_fit_term(self.d, c) for c in self.fit])
+        if not self.active:
+            return full
+        delta = Sql("l.fit_score")
+        for criterion in self.fit_gone:
+            delta += " - "
+            delta += _fit_term(self.d, criterion)
+        for criterion in self.fit_came:
+            delta += " + "
+            delta += _fit_term(self.d, criterion)
+        sql = Sql("(CASE WHEN l.scored_at IS NULL THEN ")
+        sql += full
+        sql += " ELSE "
+        sql += delta
+        sql += " END)"
+        return sql
+
+    def interest_sql(self, *, waiting_only=False):
+        """Per interest criterion: points × its sum decayed to as_of, capped; the sums from the accumulators (or
+        wn), or, for the leads in wa, from their touchpoints."""
+        if not self.interest:
+            return Sql("0")
+        from_all = _total(
+            [_points(self.d, c, Sql(f"COALESCE(wa.i{i}, 0)")) for i, c in enumerate(self.interest)]
+        )
+        if self.all_from_touchpoints or waiting_only:
+            return from_all
+        terms = []
+        for index, criterion in enumerate(self.interest):
+            if self.mapped[index] is not None:
+                value = _from_signals(self.d, self.mapped[index], criterion, self.as_of)
+            else:
+                value = Sql(f"COALESCE(wn.i{self.new_matchers.index(index)}, 0)")
+            terms.append(_points(self.d, criterion, value))
+        from_signals = _total(terms)
+        if not self.with_all:
+            return from_signals
+        sql = Sql("(CASE WHEN wa.id IS NOT NULL THEN ")
+        sql += from_all
+        sql += " ELSE "
+        sql += from_signals
+        sql += " END)"
+        return sql
+
+    def waiting_sql(self):
+        """1 for a lead whose interest cannot come from fresh accumulators (then from wa, in a second pass)."""
+        if self.all_from_touchpoints:
+            return "1"
+        return "CASE WHEN s.lead_id IS NULL THEN 1 ELSE 0 END" if self.uses_signals else "0"
+
+    def rows_sql(self, *, extra_columns=None, where=None, outcomes_only=False):
+        """SELECT per lead in scope: stored values (old_*), fit, interest, ko, score and the classification."""
+        classify, classify_params = classify_sql(self.version)
+        sql = Sql("SELECT x.*, x.fit + x.interest AS score, ")
+        sql.add(classify, *classify_params)
+        sql += " FROM ("
+        sql += self.inner_sql(extra_columns=extra_columns, where=where, outcomes_only=outcomes_only)
+        # The fence computes fit and interest once per lead, not once per use of each.
+        sql += f" {self.d.fence}) x"
+        return sql
+
+    def inner_sql(self, *, extra_columns=None, where=None, outcomes_only=False, waiting_only=False):
+        """SELECT per lead in scope: stored values (old_*), waiting, fit, interest and ko."""
+        d = self.d
+        inner = Sql(
+            "SELECT l.id AS id, l.score AS old_score, l.band AS old_band, l.temperature AS old_temperature, "
+            "l.grade AS old_grade, l.score_is_mql AS old_mql, l.stage_id AS stage, l.created_at AS created_at, "
+        )
+        inner += extra_columns or Sql()
+        inner += f"{self.waiting_sql() if not waiting_only else '1'} AS waiting, CAST("
+        inner += self.fit_sql()
+        # (A lead without accumulators has no interest from them; the second pass counts it from wa.)
+        inner += " AS double precision) AS fit, CAST(COALESCE("
+        inner += self.interest_sql(waiting_only=waiting_only)
+        inner += ", 0) AS double precision) AS interest, "
+        inner += _knockout(d, self.criteria)
+        inner += " AS ko FROM "
+        if waiting_only:
+            inner += f"scoring_whatif_all wa JOIN {LEAD} l ON l.id = wa.id "
+        else:
+            inner += f"{LEAD} l "
+        if outcomes_only:
+            # The leads with a known outcome, found by index (stage; decided handovers), not by reading every lead.
+            handovers = apps.get_model("handover", "Handover")._meta.db_table
+            inner += Sql(
+                f"JOIN (SELECT id FROM {LEAD} WHERE stage_id IN ({', '.join(['%s'] * (len(WON_STAGES) + 1))}) "
+                f"UNION SELECT lead_id FROM {handovers} WHERE status IN ('accepted', 'rejected')) o ON o.id = l.id ",
+                [*WON_STAGES, lifecycle.LOST],
+            )
+        if self.needs_company():
+            inner += f"LEFT JOIN {COMPANY} c ON c.id = l.company_id "
+        if self.uses_signals and not waiting_only:
+            inner += f"LEFT JOIN {SIGNALS} s ON "
+            inner += fresh_signals_sql(d, signature=self.signature, as_of=self.as_of)
+        if self.with_new and not waiting_only:
+            inner += " LEFT JOIN scoring_whatif_new wn ON wn.id = l.id"
+        if self.with_all and not waiting_only:
+            inner += " LEFT JOIN scoring_whatif_all wa ON wa.id = l.id"
+        inner += " WHERE "
+        inner += self.scope
+        inner += where or Sql()
+        return inner
+
+    def grouping_sql(self, *, since, start, step, bins, waiting_only=False):
+        """One pass over the leads in scope, grouped by their stored classification and by where the version puts
+        them: knock-out, and which side of each threshold their fit, interest and score fall (classified in
+        Python, so that each lead's expressions are evaluated as few times as possible), plus score bins."""
+        d, v = self.d, self.version
+
+        def bucket(value, bounds):
+            """How many of the ascending bounds the value reaches (0 … len(bounds))."""
+            if d.postgres:
+                return Sql(
+                    f"width_bucket({value.text}, ARRAY[{', '.join(['%s'] * len(bounds))}]::float8[])",
+                    [*value.params, *bounds],
+                )
+            sql = Sql("(0")
+            for bound in bounds:
+                sql += Sql(f" + CASE WHEN {value.text} >= %s THEN 1 ELSE 0 END", [*value.params, bound])
+            sql += ")"
+            return sql
+
+        def binned(value):
+            clamp = "GREATEST(0, LEAST(%s, {}))" if d.postgres else "MAX(0, MIN(%s, {}))"
+            return Sql(
+                clamp.format(f"CAST(FLOOR(({value.text} - %s) / %s) AS INTEGER)"),
+                [bins - 1, *value.params, start, step],
+            )
+
+        fit, interest = Sql("x.fit"), Sql("x.interest")
+        score = Sql("(x.fit + x.interest)")
+        min_fit = -1e308 if v.min_fit_for_mql is None else v.min_fit_for_mql
+        grades = "".join(GRADES)
+        position = "strpos(%s, x.old_grade)" if d.postgres else "instr(%s, x.old_grade)"
+        stages = ", ".join(["%s"] * len(MQL_FROM_STAGES))
+        # (key, how many values it takes): packed into one number per lead, so that the planner, which cannot
+        # estimate how few of the combinations occur, still aggregates in each parallel worker first.
+        keys = [
+            (Sql("CASE x.old_band WHEN 'yellow' THEN 1 WHEN 'green' THEN 2 ELSE 0 END"), 3),
+            (Sql("CASE x.old_temperature WHEN 'warm' THEN 1 WHEN 'hot' THEN 2 ELSE 0 END"), 3),
+            # The grade's place in "A1A2…D4" (0–15), or 16 for none yet.
+            (Sql(f"CASE WHEN length(x.old_grade) = 2 THEN ({position} - 1) / 2 ELSE 16 END", [grades]), 17),
+            (Sql("CASE WHEN x.old_mql THEN 1 ELSE 0 END"), 2),
+            (binned(Sql("x.old_score")), bins),
+            (Sql("CASE WHEN x.created_at >= %s THEN 1 ELSE 0 END", [since]), 2),
+            (Sql(f"CASE WHEN x.stage IN ({stages}) THEN 1 ELSE 0 END", list(MQL_FROM_STAGES)), 2),
+            (Sql("x.waiting"), 2),
+            (Sql("x.ko"), 2),
+            (bucket(score, [v.yellow_from, v.green_from]), 3),
+            (bucket(score, [v.warm_from, v.hot_from]), 3),
+            (bucket(fit, [v.fit_c_from, v.fit_b_from, v.fit_a_from]), 4),
+            (bucket(interest, [v.interest_3_from, v.interest_2_from, v.interest_1_from]), 4),
+            (
+                Sql(
+                    f"CASE WHEN {score.text} >= %s AND x.fit >= %s THEN 1 ELSE 0 END",
+                    [v.mql_threshold, min_fit],
+                ),
+                2,
+            ),
+            (binned(score), bins),
+        ]
+        self.radices = [radix for _key, radix in keys]
+        packed = Sql("(")
+        multiplier = 1
+        for index, (key, radix) in enumerate(reversed(keys)):
+            packed += " + " if index else ""
+            packed += Sql(f"CAST({key.text} AS bigint) * {multiplier}", key.params)
+            multiplier *= radix
+        packed += ")"
+        changed = Sql(
+            f"CASE WHEN x.ko = 1 OR {score.text} < %s THEN 'red' WHEN {score.text} >= %s THEN 'green' "
+            "ELSE 'yellow' END <> x.old_band",
+            [v.yellow_from, v.green_from],
+        )
+        # Grouped twice: so wrapped, PostgreSQL computes the key in its parallel workers, not in the leader.
+        sql = Sql("SELECT k, SUM(n), MIN(low), MAX(high) FROM (SELECT ")
+        sql += packed
+        sql += " AS k, COUNT(*) AS n, MIN(CASE WHEN "
+        sql += changed
+        sql += " THEN x.id END) AS low, MAX(CASE WHEN "
+        sql += changed
+        sql += " THEN x.id END) AS high FROM ("
+        sql += self.inner_sql(waiting_only=waiting_only)
+        sql += ") x GROUP BY k) u GROUP BY k"
+        return sql
+
+    def unpack(self, row):
+        """(key values in order, count, lowest changed id, highest changed id) from a row of grouping_sql."""
+        packed, count, low_id, high_id = row
+        values = []
+        for radix in reversed(self.radices):
+            packed, value = divmod(packed, radix)
+            values.append(value)
+        return (*reversed(values), int(count), low_id, high_id)
+
+    def _accumulate(self, cursor, table, criteria):
+        """table(id, i0..in): the criteria's sums as of as_of over the touchpoints of the leads in NEED_TABLE."""
+        d = self.d
+        if d.postgres:
+            cursor.execute(f"ANALYZE {NEED_TABLE}")
+        accumulate, _fresh = accumulate_sql(d, criteria, as_of=self.as_of)
+        columns = "".join(f", COALESCE(a.i{index}, 0) AS i{index}" for index in range(len(criteria)))
+        sql = Sql(
+            f"CREATE TEMPORARY TABLE {table} AS SELECT n.id AS id{columns} FROM {NEED_TABLE} n LEFT JOIN ("
+        )
+        sql += accumulate
+        sql += ") a ON a.lead_id = n.id"
+        cursor.execute(f"DROP TABLE IF EXISTS {table}")
+        cursor.execute(sql.text, sql.params)
+        cursor.execute(f"DROP TABLE {NEED_TABLE}")
+        if d.postgres:
+            cursor.execute(f"ALTER TABLE {table} ADD PRIMARY KEY (id)")
+            cursor.execute(f"ANALYZE {table}")
+
+    def _need(self, cursor, *, without_signals):
+        sql = Sql(f"CREATE TEMPORARY TABLE {NEED_TABLE} AS SELECT l.id AS id FROM {LEAD} l ")
+        if self.needs_company():
+            sql += f"LEFT JOIN {COMPANY} c ON c.id = l.company_id "
+        if without_signals:
+            sql += f"LEFT JOIN {SIGNALS} s ON "
+            sql += fresh_signals_sql(self.d, signature=self.signature, as_of=self.as_of)
+        sql += " WHERE "
+        sql += self.scope
+        if without_signals:
+            sql += " AND s.lead_id IS NULL"
+        cursor.execute(f"DROP TABLE IF EXISTS {NEED_TABLE}")
+        cursor.execute(sql.text, sql.params)
+
+    def prepare(self, cursor):
+        """Count the criteria with new matchers from every lead's touchpoints, once (table scoring_whatif_new)."""
+        if self.with_new:
+            self._need(cursor, without_signals=False)
+            self._accumulate(cursor, "scoring_whatif_new", [self.interest[i] for i in self.new_matchers])
+        if self.all_from_touchpoints:
+            self.prepare_waiting(cursor)
+
+    def prepare_waiting(self, cursor):
+        """Count every interest criterion from the touchpoints of the leads without fresh accumulators (wa)."""
+        self._need(cursor, without_signals=not self.all_from_touchpoints)
+        self._accumulate(cursor, "scoring_whatif_all", self.interest)
+        self.with_all = True
+
+    def finish(self, cursor):
+        for table in ("scoring_whatif_new", "scoring_whatif_all"):
+            cursor.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+def _outcome_sql():
+    handovers = apps.get_model("handover", "Handover")._meta.db_table
+    return Sql(
+        f"CASE WHEN l.stage_id IN ({', '.join(['%s'] * len(WON_STAGES))}) THEN 1 WHEN l.stage_id = %s THEN 0 "
+        f"WHEN EXISTS (SELECT 1 FROM {handovers} h WHERE h.lead_id = l.id AND h.status = 'accepted') THEN 1 "
+        f"WHEN EXISTS (SELECT 1 FROM {handovers} h WHERE h.lead_id = l.id AND h.status = 'rejected') THEN 0 "
+        "END",
+        [*WON_STAGES, lifecycle.LOST],
+    )
+
+
+def _settings(d, cursor):
     if d.postgres:
-        cursor.execute(f"ANALYZE {NEED_TABLE}")
-    cursor.execute(sql.text, sql.params)
-
-
-def _count(cursor, table):
-    cursor.execute(f"SELECT COUNT(*) FROM {table}")
-    return cursor.fetchone()[0]
+        cursor.execute("SET LOCAL jit = off")  # compiling these one-off statements costs more than it saves
+        cursor.execute("SET LOCAL work_mem = '128MB'")
+        # Few groups (a few hundred), though the planner cannot know it: hash them rather than sort 1M rows.
+        cursor.execute("SET LOCAL enable_sort = off")
+        # The pass over every lead is worth splitting across workers even where the planner's cost model, which
+        # underrates these expressions, would not.
+        cursor.execute("SET LOCAL parallel_setup_cost = 0")
+        cursor.execute("SET LOCAL parallel_tuple_cost = 0")
 
 
 # --- The figures ---------------------------------------------------------------------------------------------
 
 
+def _histogram_edges(version):
+    """Round-numbered bins around the version's thresholds; scores beyond them fall into the end bins."""
+    top = max(version.green_from, version.mql_threshold, version.hot_from, 10.0)
+    step = _nice_step(top * 1.5, HISTOGRAM_BINS - 4)
+    start = -2 * step
+    bins = HISTOGRAM_BINS
+    return start, step, bins
+
+
 def compute(version, *, as_of=None) -> dict:
-    """The what-if and backtest of `version` against what the leads carry now (see the module docstring)."""
+    """The what-if and backtest of `version` against what the leads carry now (see the module docstring).
+
+    One pass over the leads groups them by their stored and their new classification (and score bin); a second
+    pass covers the leads without fresh accumulators, if any; the sample of changed leads and the backtest read
+    only the leads they need.
+    """
     as_of = as_of or timezone.now()
     d = Dialect(connection.vendor)
+    plan = _Plan(d, version, as_of=as_of)
+    start, step, bins = _histogram_edges(version)
+    since = as_of - timedelta(days=WINDOW_DAYS)
     with transaction.atomic(), connection.cursor() as cursor:
-        scope = score_rows(version, as_of=as_of)
-        sides, moves, span = _sides_and_moves(d, cursor, as_of)
-        result = {
-            "scope": scope,
-            "as_of": as_of.isoformat(),
-            "window_days": WINDOW_DAYS,
-            "sides": sides,
-            "band_moves": moves,
-            "changed_total": sum(move["count"] for move in moves),
-            "changed": _changed(cursor),
-            "histogram": _histogram(d, cursor, span),
-            "capacity": _capacity(as_of),
-            "backtest": _backtest(cursor, version),
-        }
-        cursor.execute(f"DROP TABLE {ROWS_TABLE}")
+        _settings(d, cursor)
+        plan.prepare(cursor)
+        groups = []
+        if not plan.all_from_touchpoints:
+            grouped = plan.grouping_sql(since=since, start=start, step=step, bins=bins)
+            cursor.execute(grouped.text, grouped.params)
+            groups = [_classified(plan.unpack(row)) for row in cursor.fetchall()]
+        if plan.all_from_touchpoints or any(group["waiting"] for group in groups):
+            if not plan.with_all:
+                plan.prepare_waiting(cursor)
+            grouped = plan.grouping_sql(since=since, start=start, step=step, bins=bins, waiting_only=True)
+            cursor.execute(grouped.text, grouped.params)
+            groups = [group for group in groups if not group["waiting"]]
+            groups += [_classified(plan.unpack(row)) for row in cursor.fetchall()]
+        result = _figures(groups, as_of=as_of, edges=[round(start + i * step, 6) for i in range(bins + 1)])
+        result["changed"] = _changed_sample(cursor, plan, groups)
+        result["capacity"] = _capacity(as_of)
+        result["backtest"] = _backtest(d, cursor, plan, version)
+        plan.finish(cursor)
     return result
 
 
 def backtest(version, *, as_of=None) -> dict:
-    """The backtest alone, scoring only the leads with a known outcome."""
+    """The backtest alone: the version and the stored scores on the leads with a known outcome."""
     as_of = as_of or timezone.now()
+    d = Dialect(connection.vendor)
+    plan = _Plan(d, version, as_of=as_of)
     with transaction.atomic(), connection.cursor() as cursor:
-        score_rows(version, as_of=as_of, only_outcomes=True)
-        result = _backtest(cursor, version)
-        cursor.execute(f"DROP TABLE {ROWS_TABLE}")
+        _settings(d, cursor)
+        plan.prepare(cursor)
+        if plan.uses_signals and not plan.with_all:
+            plan.prepare_waiting(cursor)
+        result = _backtest(d, cursor, plan, version)
+        plan.finish(cursor)
     return result
 
 
-def _sides_and_moves(d, cursor, as_of):
-    """Both sides' counts, the band moves and the score range, from one pass over ROWS_TABLE (each pass over a
-    million rows costs a good part of a second, so the figures share one GROUP BY of a few hundred groups)."""
-    since = as_of - timedelta(days=WINDOW_DAYS)
-    cursor.execute(
-        "SELECT old_band, band, old_temperature, temperature, old_grade, grade, "
-        f"CASE WHEN old_mql THEN 1 ELSE 0 END, mql, CASE WHEN created_at >= %s THEN 1 ELSE 0 END, "
-        f"CASE WHEN stage IN ({', '.join(['%s'] * len(MQL_FROM_STAGES))}) THEN 1 ELSE 0 END, "
-        f"COUNT(*), MIN(score), MAX(score), MIN(old_score), MAX(old_score) FROM {ROWS_TABLE} "
-        "GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10",
-        [since, *MQL_FROM_STAGES],
-    )
+FIT_LETTERS = "DCBA"  # by how many of the C, B and A boundaries a lead's fit reaches
+INTEREST_DIGITS = "4321"
+
+
+def _classified(row):
+    """A group of the grouping pass with the version's classification, as evaluator.classify makes it."""
+    old_band, old_temperature = BANDS[row[0]], TEMPERATURES[row[1]]
+    old_grade = GRADES[row[2]] if row[2] < len(GRADES) else ""
+    (
+        _old_band,
+        _old_temperature,
+        _old_grade,
+        old_mql,
+        old_bin,
+        recent,
+        mql_stage,
+        waiting,
+        ko,
+        band_i,
+        temperature_i,
+        fit_i,
+        interest_i,
+        mql_ok,
+        bin_,
+        count,
+        low_id,
+        high_id,
+    ) = row
+    band = "red" if ko else BANDS[band_i]
+    temperature = "cold" if ko else TEMPERATURES[temperature_i]
+    return {
+        "old": (old_band, old_temperature, old_grade, bool(old_mql), old_bin),
+        "new": (
+            band,
+            temperature,
+            FIT_LETTERS[fit_i] + INTEREST_DIGITS[interest_i],
+            bool(mql_ok and not ko),
+            bin_,
+        ),
+        "recent": bool(recent),
+        "mql_stage": bool(mql_stage),
+        "waiting": bool(waiting),
+        "count": count,
+        "ids": (low_id, high_id),
+    }
+
+
+def _figures(groups, *, as_of, edges):
+    bins = len(edges) - 1
     sides = {
         side: {
             "bands": dict.fromkeys(BANDS, 0),
             "temperatures": dict.fromkeys(TEMPERATURES, 0),
             "grades": dict.fromkeys(GRADES, 0),
             "mql": 0,
-            "recent": 0,
+            "mql_per_week": 0,
         }
         for side in ("draft", "active")
     }
+    recent = {"draft": 0, "active": 0}
+    histogram = {"draft": [0] * bins, "active": [0] * bins}
     moves = {}
-    activation = 0
-    lows, highs = [], []
-    for row in cursor.fetchall():
-        old_band, band, old_temperature, temperature, old_grade, grade = row[:6]
-        old_mql, mql, recent, movable, count, low, high, old_low, old_high = row[6:]
-        lows += [low, old_low]
-        highs += [high, old_high]
-        for side, values in (
-            ("draft", (band, temperature, grade, mql)),
-            ("active", (old_band, old_temperature, old_grade, old_mql)),
-        ):
+    at_activation = scope = waiting = 0
+    for group in groups:
+        n = group["count"]
+        scope += n
+        waiting += n if group["waiting"] else 0
+        for side, key in (("draft", "new"), ("active", "old")):
+            band, temperature, grade, mql, bin_ = group[key]
             figures = sides[side]
-            for key, value in zip(("bands", "temperatures", "grades"), values[:3], strict=True):
-                figures[key][value] = figures[key].get(value, 0) + count
-            if values[3]:
-                figures["mql"] += count
-                figures["recent"] += count * recent
-        if old_band != band:
-            moves[old_band, band] = moves.get((old_band, band), 0) + count
-        # Leads the version would make MQLs the moment it went live (they are in a stage scoring may move on).
-        if mql and not old_mql and movable:
-            activation += count
-    for figures in sides.values():
-        figures["mql_per_week"] = round(figures.pop("recent") * 7 / WINDOW_DAYS, 1)
-    sides["draft"]["mql_at_activation"] = activation
+            figures["bands"][band] = figures["bands"].get(band, 0) + n
+            figures["temperatures"][temperature] = figures["temperatures"].get(temperature, 0) + n
+            figures["grades"][grade] = figures["grades"].get(grade, 0) + n
+            if mql:
+                figures["mql"] += n
+                recent[side] += n if group["recent"] else 0
+            histogram[side][bin_] += n
+        if group["old"][0] != group["new"][0]:
+            moves[(group["old"][0], group["new"][0])] = moves.get((group["old"][0], group["new"][0]), 0) + n
+        if group["new"][3] and not group["old"][3] and group["mql_stage"]:
+            at_activation += n
+    for side in sides:
+        sides[side]["mql_per_week"] = round(recent[side] * 7 / WINDOW_DAYS, 1)
+    sides["draft"]["mql_at_activation"] = at_activation
     order = {band: index for index, band in enumerate(BANDS)}
-    moves = sorted(
-        ({"from": old, "to": new, "count": count} for (old, new), count in moves.items()),
-        key=lambda move: (order.get(move["from"], 9), order.get(move["to"], 9)),
-    )
-    span = (min(lows), max(highs)) if lows else None
-    return sides, moves, span
-
-
-def _changed(cursor):
-    """The leads changing band whose score moves most (picked from ROWS_TABLE before their names are joined)."""
-    cursor.execute(
-        f"SELECT w.id, l.first_name, l.last_name, l.email, l.external_id, w.old_band, w.band, w.old_score, "
-        f"w.score FROM (SELECT id, old_band, band, old_score, score FROM {ROWS_TABLE} WHERE old_band <> band "
-        f"ORDER BY ABS(score - old_score) DESC, id LIMIT %s) w JOIN {LEAD} l ON l.id = w.id "
-        f"ORDER BY ABS(w.score - w.old_score) DESC, w.id",
-        [SAMPLE],
-    )
-    changed = []
-    for pk, first, last, email, external_id, old_band, band, old_score, score in cursor.fetchall():
-        name = f"{first} {last}".strip() or email or external_id or f"#{pk}"
-        changed.append(
-            {
-                "id": pk,
-                "name": name,
-                "old_band": old_band,
-                "band": band,
-                "old_score": round(old_score, 1),
-                "score": round(score, 1),
-            }
+    band_moves = [
+        {"from": old, "to": new, "count": count}
+        for (old, new), count in sorted(
+            moves.items(), key=lambda item: (order.get(item[0][0], 9), order.get(item[0][1], 9))
         )
-    return changed
+    ]
+    return {
+        "scope": scope,
+        "as_of": as_of.isoformat(),
+        "window_days": WINDOW_DAYS,
+        "sides": sides,
+        "band_moves": band_moves,
+        "changed_total": sum(move["count"] for move in band_moves),
+        "waiting": waiting,
+        "histogram": {"edges": edges, **histogram} if scope else {"edges": [], "draft": [], "active": []},
+    }
+
+
+def _changed_sample(cursor, plan, groups):
+    """Up to SAMPLE leads that change band, with the largest score changes among candidates from every group
+    of leads that changes band (the grouping pass names two of each: its lowest and highest id)."""
+    candidates = sorted(
+        (group for group in groups if group["old"][0] != group["new"][0]),
+        key=lambda group: -abs(group["new"][4] - group["old"][4]),
+    )
+    ids = sorted({pk for group in candidates[: SAMPLE * 3] for pk in group["ids"] if pk is not None})
+    if not ids:
+        return []
+    sql = Sql(
+        "SELECT r.id, l.first_name, l.last_name, l.email, l.external_id, r.old_band, r.band, r.old_score, r.score "
+        "FROM ("
+    )
+    sql += plan.rows_sql(where=Sql(f" AND l.id IN ({', '.join(['%s'] * len(ids))})", ids))
+    sql += f") r JOIN {LEAD} l ON l.id = r.id"
+    cursor.execute(sql.text, sql.params)
+    found = sorted(cursor.fetchall(), key=lambda row: (-abs(row[8] - row[7]), row[0]))[:SAMPLE]
+    return [
+        {
+            "id": pk,
+            "name": f"{first} {last}".strip() or email or external_id or f"#{pk}",
+            "old_band": old_band,
+            "band": band,
+            "old_score": round(old_score, 1),
+            "score": round(score, 1),
+        }
+        for pk, first, last, email, external_id, old_band, band, old_score, score in found
+    ]
 
 
 def _nice_step(span, bins):
@@ -488,51 +789,13 @@ def _nice_step(span, bins):
     return 10 * magnitude
 
 
-def _histogram(d, cursor, span):
-    """Both score distributions over the same bins; the outer 1 % on each side falls into the end bins.
-
-    span: the lowest and highest score of either side, or None without rows.
-    """
-    if span is None:
-        return {"edges": [], "draft": [], "active": []}
-    low, high = span
-    count = _count(cursor, ROWS_TABLE)
-    if d.postgres and count > 200:
-        # Outliers would squeeze everyone else into a bin or two: span the 1st to 99th percentile instead. Of a
-        # large table, from every k-th lead: sorting two million scores would spill to disk, and the ends of the
-        # bins need no more precision than a hundred thousand give.
-        every = max(1, count // PERCENTILE_SAMPLE)
-        cursor.execute(
-            "SELECT percentile_disc(0.01) WITHIN GROUP (ORDER BY v), percentile_disc(0.99) WITHIN GROUP (ORDER BY v) "
-            f"FROM (SELECT score AS v FROM {ROWS_TABLE} WHERE id %% %s = 0 "
-            f"UNION ALL SELECT old_score FROM {ROWS_TABLE} WHERE id %% %s = 0) u",
-            [every, every],
-        )
-        low, high = cursor.fetchone()
-    step = _nice_step(high - low, HISTOGRAM_BINS)
-    start = math.floor(low / step) * step
-    bins = max(1, min(HISTOGRAM_BINS * 2, math.ceil((high - start) / step + 1e-9)))
-    if start + bins * step <= high:
-        bins += 1
-    edges = [round(start + index * step, 6) for index in range(bins + 1)]
-    bucket = "CAST(FLOOR(({} - %s) / %s) AS INTEGER)"
-    cursor.execute(
-        f"SELECT {bucket.format('score')}, {bucket.format('old_score')}, COUNT(*) FROM {ROWS_TABLE} GROUP BY 1, 2",
-        [start, step, start, step],
-    )
-    result = {"edges": edges, "draft": [0] * bins, "active": [0] * bins}
-    for new, old, number in cursor.fetchall():
-        result["draft"][max(0, min(bins - 1, int(new)))] += number
-        result["active"][max(0, min(bins - 1, int(old)))] += number
-    return result
-
-
 def _capacity(as_of):
     """The sales reps present today and the open handovers they can hold (handover settings)."""
     from django.contrib.auth import get_user_model
     from django.db.models import Q, Sum
 
     from leadcockpit.accounts.roles import Role
+    from leadcockpit.handover.models import RepAvailability
 
     today = timezone.localdate(as_of)
     reps = (
@@ -541,8 +804,6 @@ def _capacity(as_of):
         .exclude(Q(availability__absent_from__lte=today) & Q(availability__absent_until__gte=today))
         .distinct()
     )
-    from leadcockpit.handover.models import RepAvailability
-
     default = RepAvailability._meta.get_field("capacity").default
     rep_ids = list(reps.values_list("pk", flat=True))
     configured = RepAvailability.objects.filter(rep_id__in=rep_ids)
@@ -621,12 +882,20 @@ def _side_backtest(rows):
     }
 
 
-def _backtest(cursor, version):
-    d = Dialect(connection.vendor)
-    cursor.execute(
-        f"SELECT id, score, band, grade, {d.flag('mql')}, old_score, old_band, old_grade, old_mql, outcome "
-        f"FROM {ROWS_TABLE} WHERE outcome IS NOT NULL ORDER BY id"
+def _backtest(d, cursor, plan, version):
+    """The version's scores and the stored ones on the leads whose outcome is known."""
+    outcome = _outcome_sql()
+    extra = Sql("")
+    extra += outcome
+    extra += " AS outcome, "
+    where = Sql("")
+    sql = Sql(
+        f"SELECT r.id, r.score, r.band, r.grade, {d.flag('r.mql')}, r.old_score, r.old_band, r.old_grade, "
     )
+    sql += "r.old_mql, r.outcome FROM ("
+    sql += plan.rows_sql(extra_columns=extra, where=where, outcomes_only=True)
+    sql += ") r ORDER BY r.id"
+    cursor.execute(sql.text, sql.params)
     rows = cursor.fetchall()
     draft = [(r[0], r[1], r[2], r[3], bool(r[4]), int(r[9])) for r in rows]
     active = [(r[0], r[5], r[6], r[7], bool(r[8]), int(r[9])) for r in rows]
