@@ -17,7 +17,7 @@ from . import costs
 from .attribution import MODELS
 from .credits import credit_sums, half_life_days
 from .models_attribution import MODEL_COLUMNS, Outcome
-from .panels import COUNT_, RATE, TEXT, Figure, Panel, Table, csv_value, format_cell
+from .panels import RATE, TEXT, Figure, Panel, Table, csv_value, format_cell
 
 CREDIT, MONEY = "credit", "money"
 MODEL_LABELS = {"own": _("Lead's own campaign"), **MODELS}
@@ -336,4 +336,3 @@ def cost_value(criteria, options=None, *, today=None) -> CreditPanel:
 
 PANELS = {"attribution": attribution, "costs": cost_value}
 OPTIONS = {"attribution": AttributionOptions, "costs": CostOptions}
-COUNT = COUNT_  # the cockpit's whole-number kind, for callers that build tables of counts
