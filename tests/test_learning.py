@@ -209,6 +209,10 @@ def test_the_points_keep_the_learned_ranking_score_as_the_evaluator_does_and_mak
     assert logit.roc_auc(np.array(scores), np.array(outcomes)) == pytest.approx(
         holdout["auc_points"], abs=5e-5
     )
+    # The set-based SQL that validity reports use gives every lead the reference evaluator's score.
+    by_sql = validity.scores_of(draft, as_of=NOW, lead_ids=ids)
+    expected = {lead.pk: score for lead, score in zip(leads, scores, strict=True)}
+    assert by_sql == pytest.approx(expected, abs=1e-9)
 
 
 def test_a_draft_keeps_the_source_knockouts_and_the_keys_of_criteria_it_tests_again(model, marketer):

@@ -11,7 +11,7 @@ import pytest
 from leadcockpit.capture import importing
 from leadcockpit.capture.models import ImportPreset
 from leadcockpit.lib.logit import roc_auc
-from leadcockpit.scoring import learning, whatif
+from leadcockpit.scoring import learning, validity
 from leadcockpit.scoring.models import ScoringModel, ScoringVersion
 
 from .conftest import SHARED_DATA
@@ -41,18 +41,13 @@ def import_x_education():
 
 
 def draft_auc(draft, holdout_ids):
-    """ROC AUC of the draft's scores on the held-out leads, scored by the what-if SQL (the rescore's SQL)."""
-    from django.db import connection, transaction
-
+    """ROC AUC of the draft's scores on the held-out leads, scored by the rescore's SQL (validity.scores_of)."""
     from leadcockpit.leads.models import Lead
 
-    with transaction.atomic(), connection.cursor() as cursor:
-        whatif.score_rows(draft, as_of=draft.created_at)
-        cursor.execute(f"SELECT id, score FROM {whatif.ROWS_TABLE}")  # noqa: S608 - a fixed table name
-        scores = dict(cursor.fetchall())
-        cursor.execute(f"DROP TABLE {whatif.ROWS_TABLE}")  # noqa: S608
+    scores = validity.scores_of(draft, lead_ids=holdout_ids)
     converted = dict(Lead.objects.filter(pk__in=holdout_ids).values_list("pk", "attributes__converted"))
     ids = sorted(holdout_ids)
+    assert sorted(scores) == ids
     return roc_auc(
         np.array([scores[i] for i in ids]), np.array([bool(converted[i]) for i in ids], dtype=float)
     )

@@ -404,41 +404,39 @@ def _level_columns(candidate, train, catalogue):
         cleaned = _clean_ok(*condition, catalogue)
         if cleaned is not None and sorted({ascii_lower(item) for item in cleaned[2]}) == rare:
             rare_condition = cleaned
-    empty = np.fromiter((k is None for k in keys), dtype=float, count=n)
+    # Each row's value as a small integer, so that columns are vectorised comparisons.
+    index = {}
+    codes = np.fromiter((index.setdefault(k, len(index)) for k in keys), dtype=np.int64, count=n)
+
+    def rows_with(values):
+        wanted = [index[k] for k in values if k in index]
+        return np.isin(codes, wanted) if wanted else np.zeros(n, dtype=bool)
+
+    empty = rows_with([None]).astype(float)
     empty_column = empty[train].sum() >= MIN_SUPPORT and _clean_ok(candidate.key, IS_EMPTY, None, catalogue)
     # The baseline: the rare values when they are many and cannot be named, else the most common value (with
     # the few rare values that have no column of their own).
-    if (rare_support >= MIN_SUPPORT and rare_condition is None) or (rare_support and not levels):
-        baseline = "rare"
-    elif levels:
-        baseline = next(iter(levels))
-    else:
+    rare_baseline = (rare_support >= MIN_SUPPORT and rare_condition is None) or (rare_support and not levels)
+    if not rare_baseline and not levels:
         return []
+    baseline = None if rare_baseline else next(iter(levels))
     columns = []
-    own = set(levels) - {baseline}
-    if rare_condition is not None and rare_support >= MIN_SUPPORT and baseline != "rare":
-        own_rare = set(rare)
-    else:
-        own_rare = set()
-    for key, cleaned in levels.items():
-        if key == baseline:
-            continue
-        data = np.fromiter((k == key for k in keys), dtype=float, count=n)
-        columns.append(Column(candidate.key, "level", str(shown(key)), _fit(*cleaned), data))
+    own = [key for key in levels if key != baseline]
+    own_rare = (
+        rare if rare_condition is not None and rare_support >= MIN_SUPPORT and not rare_baseline else []
+    )
+    for key in own:
+        data = rows_with([key]).astype(float)
+        columns.append(Column(candidate.key, "level", str(shown(key)), _fit(*levels[key]), data))
     if empty_column:
         columns.append(Column(candidate.key, "empty", _("empty"), _fit(candidate.key, IS_EMPTY, None), empty))
     if own_rare:
-        data = np.fromiter((k in own_rare for k in keys), dtype=float, count=n)
+        data = rows_with(own_rare).astype(float)
         columns.append(Column(candidate.key, "other", _("any other value"), _fit(*rare_condition), data))
     # Everything else is the baseline (values first seen in the held-out rows included: no criterion holds).
-    taken = own | own_rare
-    data = np.fromiter(
-        (not ((k is None and empty_column) or k in taken) for k in keys),
-        dtype=float,
-        count=n,
-    )
-    label = _("any other value") if baseline == "rare" else str(shown(baseline))
-    columns.append(Column(candidate.key, "baseline", label, None, data, baseline=True))
+    taken = rows_with([*own, *own_rare]) | (empty > 0 if empty_column else False)
+    label = _("any other value") if rare_baseline else str(shown(baseline))
+    columns.append(Column(candidate.key, "baseline", label, None, (~taken).astype(float), baseline=True))
     return columns
 
 

@@ -1,7 +1,7 @@
 """Validity of a version: how well its scores foretell the outcomes known now, tracked over time.
 
-A report scores the leads the version covers with the what-if engine (the same SQL as the rescore, into a
-temporary table) and reads the outcome of each as learning does (learning.outcome_sql: won or lost, else an
+A report scores the leads the version covers whose outcome is known with the rescore's SQL builders (nothing is
+written but a temporary table of their ids) and reads the outcome of each as learning does (learning.outcome_sql: won or lost, else an
 imported outcome attribute). From the (score, outcome) pairs come:
 
 - ROC AUC with its 95 % interval (Hanley & McNeil): the chance a converted lead outscores one that did not;
@@ -18,6 +18,7 @@ and flags a version whose validity dropped: recent (or overall) AUC at least DRO
 beyond that report's reach by the confidence interval, or an AUC barely better than chance.
 """
 
+import json
 from datetime import timedelta
 
 import numpy as np
@@ -31,7 +32,20 @@ from . import whatif
 from .fields import attribute_catalogue
 from .learning import outcome_at_sql, outcome_sql
 from .models import LearningRun, ScoringVersion, ValidityReport
-from .rescoring import LEAD, Dialect
+from .rescoring import (
+    COMPANY,
+    LEAD,
+    NEED_TABLE,
+    Dialect,
+    Sql,
+    accumulate_sql,
+    active_versions,
+    classify_sql,
+    fit_and_knockout_sql,
+    interest_criteria_of,
+    interest_sql,
+    rule_sql,
+)
 
 RECENT_DAYS = 90
 DROP = 0.05
@@ -41,28 +55,88 @@ REPORT_EVERY = timedelta(hours=20)  # the daily check skips a version reported o
 CALIBRATION_EDGES = [k / 10 for k in range(11)]
 
 
-def outcome_rows(version, *, as_of):
-    """(id, score, band, outcome, recent) of the leads the version scores whose outcome is known; recent: 1 when
-    the outcome became known within RECENT_DAYS before as_of."""
+def _scope(d, version, params):
+    """WHERE over l and c: the leads the version's model scores, the active models before it taking theirs."""
+    parts = [f"({rule_sql(d, version.model.rule, params)})"]
+    mine = (version.model.priority, version.model_id)
+    for other in active_versions()[0]:
+        if other.model_id != version.model_id and (other.model.priority, other.model_id) < mine:
+            parts.append(f"NOT ({rule_sql(d, other.model.rule, params)})")
+    return " AND ".join(parts)
+
+
+def outcome_rows(version, *, as_of, lead_ids=None):
+    """(id, score, band, outcome, recent) of the leads the version scores whose outcome is known (of lead_ids,
+    if given); recent: 1 when the outcome became known within RECENT_DAYS before as_of.
+
+    The version's criteria are scored with the rescore's SQL builders (rescoring.py) over just these leads,
+    interest counted from their touchpoints as of as_of; nothing is written but a temporary table of ids.
+    """
     d = Dialect(connection.vendor)
     catalogue = attribute_catalogue()
+    criteria = list(version.criteria.all())
     with transaction.atomic(), connection.cursor() as cursor:
-        whatif.score_rows(version, as_of=as_of)
+        if d.postgres:
+            cursor.execute("SET LOCAL jit = off")
+            cursor.execute("SET LOCAL work_mem = '64MB'")
+        cursor.execute(f"DROP TABLE IF EXISTS {NEED_TABLE}")
         params = []
         outcome = outcome_sql(d, params, catalogue)
-        at = outcome_at_sql(params)
-        params.append(as_of - timedelta(days=RECENT_DAYS))
-        where_params = []
-        where = outcome_sql(d, where_params, catalogue)
-        cursor.execute(
-            f"SELECT w.id, w.score, w.band, {outcome}, CASE WHEN {at} >= %s THEN 1 ELSE 0 END "
-            f"FROM {whatif.ROWS_TABLE} w "
-            f"JOIN {LEAD} l ON l.id = w.id WHERE {where} IS NOT NULL ORDER BY w.id",
-            params + where_params,
+        scope = _scope(d, version, params)
+        need = (
+            f"CREATE TEMPORARY TABLE {NEED_TABLE} AS SELECT l.id AS id FROM {LEAD} l "
+            f"LEFT JOIN {COMPANY} c ON c.id = l.company_id WHERE {outcome} IS NOT NULL AND {scope}"
         )
-        fetched = cursor.fetchall()
-        cursor.execute(f"DROP TABLE {whatif.ROWS_TABLE}")
+        if lead_ids is not None:
+            need += f" AND l.id IN (SELECT value FROM {_ids_source(d)})"
+            params.append(_ids_param(d, lead_ids))
+        cursor.execute(need, params)
+        if d.postgres:
+            cursor.execute(f"ANALYZE {NEED_TABLE}")
+        select = Sql("SELECT x.id, x.fit + x.interest, ")
+        classify, classify_params = classify_sql(version)
+        select.add(classify, *classify_params)
+        select += ", x.outcome, x.recent FROM (SELECT l.id AS id, "
+        outcome_params = []
+        select += Sql(f"{outcome_sql(d, outcome_params, catalogue)} AS outcome, ", outcome_params)
+        at_params = []
+        at = outcome_at_sql(at_params)
+        select += Sql(
+            f"CASE WHEN {at} >= %s THEN 1 ELSE 0 END AS recent, ",
+            [*at_params, as_of - timedelta(days=RECENT_DAYS)],
+        )
+        select += fit_and_knockout_sql(d, criteria)
+        select += ", "
+        if interest_criteria_of(criteria):
+            select += interest_sql(d, criteria, lambda index: f"a.i{index}")
+            accumulate, _fresh = accumulate_sql(d, criteria, as_of=as_of)
+            select += f" FROM {NEED_TABLE} n JOIN {LEAD} l ON l.id = n.id LEFT JOIN {COMPANY} c ON c.id = l.company_id "
+            select += "LEFT JOIN ("
+            select += accumulate
+            select += ") a ON a.lead_id = l.id"
+        else:
+            select += "CAST(0 AS double precision) AS interest"
+            select += f" FROM {NEED_TABLE} n JOIN {LEAD} l ON l.id = n.id LEFT JOIN {COMPANY} c ON c.id = l.company_id"
+        select += f" {d.fence}) x ORDER BY x.id"
+        cursor.execute(select.text, select.params)
+        fetched = [(row[0], row[1], row[2], row[6], row[7]) for row in cursor.fetchall()]
+        cursor.execute(f"DROP TABLE {NEED_TABLE}")
     return fetched
+
+
+def _ids_source(d):
+    return "json_each(%s)" if not d.postgres else "unnest(%s::bigint[]) AS value"
+
+
+def _ids_param(d, lead_ids):
+    ids = [int(pk) for pk in lead_ids]
+    return json.dumps(ids) if not d.postgres else ids
+
+
+def scores_of(version, *, as_of=None, lead_ids=None):
+    """{lead id: score} of the version on the leads with a known outcome (of lead_ids, if given)."""
+    rows = outcome_rows(version, as_of=as_of or timezone.now(), lead_ids=lead_ids)
+    return {row[0]: row[1] for row in rows}
 
 
 def predictor(version, scores, outcomes):
