@@ -467,4 +467,4 @@ def routing(*, leads, touchpoints, seed, reset, out, **options):
 
 
 # The areas in modules of their own register themselves on import.
-from . import bench_dashboards, bench_import, bench_ingest, bench_whatif  # noqa: E402, F401
+from . import bench_dashboards, bench_evidence, bench_import, bench_ingest, bench_whatif  # noqa: E402, F401
