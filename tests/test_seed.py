@@ -3,19 +3,21 @@
 import hashlib
 import io
 import json
-from datetime import date
+from datetime import UTC, date, datetime, time
 
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db.models import Q
 
-from leadcockpit.accounts.models import User
+from leadcockpit.accounts.models import Team, User
 from leadcockpit.accounts.roles import Role
+from leadcockpit.handover.models import Handover, TeamRouting
 from leadcockpit.leads.models import Campaign, Company, Lead, SalesActivity, StageChange, Touchpoint
 
 pytestmark = pytest.mark.django_db
 TODAY = date(2026, 11, 22)
+ANCHOR = datetime.combine(TODAY, time(0), tzinfo=UTC)  # where the seeded history ends
 
 
 def seed(**options):
@@ -44,6 +46,17 @@ def fingerprint():
         ),
         list(StageChange.objects.order_by("pk").values_list("lead__email", "to_stage_id", "at", "reason")),
         list(SalesActivity.objects.order_by("pk").values_list("lead__email", "kind", "occurred_at", "note")),
+        list(
+            Handover.objects.order_by("pk").values_list(
+                "lead__email",
+                "rep__username",
+                "status",
+                "created_at",
+                "due_at",
+                "decided_at",
+                "reject_reason",
+            )
+        ),
     ]
     return hashlib.sha256(json.dumps(rows, default=str).encode()).hexdigest()
 
@@ -118,6 +131,78 @@ def test_outcomes_follow_fit_and_behaviour():
     others = Lead.objects.exclude(pk__in=winners.values("pk"))
     tp_rate = lambda qs, kind: Touchpoint.objects.filter(lead__in=qs, kind=kind).count() / max(qs.count(), 1)  # noqa: E731
     assert tp_rate(winners, "demo_request") > 2 * tp_rate(others, "demo_request")
+
+
+def test_seeded_handovers_agree_with_the_stage_history():
+    # Field sales counts 16 business hours, inside sales keeps the default 24 hours: the seed asks the routing.
+    field = Team.objects.create(name="Field Sales", kind=Team.Kind.FIELD)
+    TeamRouting.objects.create(team=field, sla_hours=16, business_hours=True)
+    seed(leads=1500, seed=5)
+    routing = {r.team_id: r for r in TeamRouting.objects.all()}
+    teams = dict(User.objects.values_list("pk", "team_id"))
+    history = Handover.objects.filter(created_at__lt=ANCHOR)  # not the few the seed routes at the anchor
+    handovers = {h.lead_id: h for h in history}
+    assert history.count() == len(handovers)  # one per simulated handover
+    trail = {}
+    for change in StageChange.objects.order_by("lead_id", "at", "pk"):
+        trail.setdefault(change.lead_id, []).append(change)
+    decided = breached = 0
+    for lead_id, changes in trail.items():
+        for handed, after in zip(changes, [*changes[1:], None], strict=True):
+            if handed.to_stage_id != "handed_over" or handed.at >= ANCHOR:
+                continue
+            h = handovers.pop(lead_id)
+            assert h.created_at == handed.at
+            assert h.team_id == teams[h.rep_id]
+            assert h.due_at == routing[h.team_id].deadline(h.created_at)
+            if after is None:  # still waiting: open, escalated if the deadline passed
+                assert (h.status, h.decided_at, h.decided_by_id) == ("open", None, None)
+                assert (h.escalated_at is not None) == (h.due_at < ANCHOR)
+                continue
+            assert (after.from_stage_id, after.to_stage_id) in {
+                ("handed_over", "sal"),
+                ("handed_over", "nurturing"),
+            }
+            assert h.status == ("accepted" if after.to_stage_id == "sal" else "rejected")
+            assert (h.decided_at, h.decided_by_id) == (after.at, after.actor_id)
+            assert h.decided_by_id == h.rep_id
+            assert (h.reject_reason != "") == (h.status == "rejected")
+            assert h.reject_reason in {"", *Handover.RejectReason.values}
+            assert (h.escalated_at is not None) == (h.decided_at > h.due_at)
+            decided += 1
+            breached += h.decided_at > h.due_at
+    assert handovers == {}  # no handover without its stage change
+    assert decided > 300
+    assert 0.03 * decided < breached < 0.25 * decided  # deadlines are missed, but by a minority
+
+    def share(rows):
+        """{key: share of hits} of (key, hit) rows, for keys with 30 rows or more."""
+        counts = {}
+        for k, hit in rows:
+            n, hits = counts.get(k, (0, 0))
+            counts[k] = (n + 1, hits + hit)
+        return {k: hits / n for k, (n, hits) in counts.items() if n >= 30}
+
+    seeded = history.exclude(status="open").select_related("lead")
+    late = share([(h.rep_id, h.decided_at > h.due_at) for h in seeded])
+    assert (
+        min(late.values()) < 0.05 < 0.1 < max(late.values())
+    )  # some reps rarely miss the deadline, some often
+    # Lead quality differs between sources: referrals and partners bring better leads than syndicated content
+    # and social ads.
+    quality = {"referral": "good", "partner": "good", "content": "poor", "social": "poor"}
+    accepted = share([(quality.get(h.lead.first_channel_id), h.status == "accepted") for h in seeded])
+    assert accepted["good"] > accepted["poor"] + 0.15
+    reasons = set(seeded.filter(status="rejected").values_list("reject_reason", flat=True))
+    assert len(reasons) >= 6
+    # The first call follows the acceptance, some within the hour of the handover.
+    calls = {}
+    for lead_id, at in SalesActivity.objects.filter(kind="call").values_list("lead_id", "occurred_at"):
+        calls[lead_id] = min(at, calls.get(lead_id, at))
+    accepted = [h for h in seeded if h.status == "accepted" and h.lead_id in calls]
+    assert all(calls[h.lead_id] > h.decided_at for h in accepted)
+    fast = sum((calls[h.lead_id] - h.created_at).total_seconds() <= 3600 for h in accepted)
+    assert 0.02 * len(accepted) < fast < 0.5 * len(accepted)
 
 
 def test_seed_refuses_to_mix_with_existing_leads_unless_told():

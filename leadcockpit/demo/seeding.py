@@ -1,5 +1,5 @@
 """Realistic, deterministic demo data at any scale: companies, leads, campaigns, touchpoints, sales protocol and
-18 months of lifecycle history.
+18 months of lifecycle history, with the handovers (deadlines, decisions, rejection reasons) that history implies.
 
 Every lead carries a hidden propensity built from its fit (industry, size, role, BANT, free-mail, student) and
 its engagement; how far it travels through the funnel, and what it does online, follow from that propensity, so
@@ -12,17 +12,19 @@ import random
 from bisect import bisect
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time
 from itertools import accumulate
 from time import perf_counter
 
 from django.apps import apps
 from django.contrib.auth.models import Group
 from django.db import connection, transaction
+from django.utils import translation
 
 from leadcockpit.accounts.models import Team, User
 from leadcockpit.accounts.roles import Role, sync_role_groups
 from leadcockpit.core.fixtures import load_import_presets, load_reference_data
+from leadcockpit.handover.models import Handover, RoutingRule, TeamRouting
 from leadcockpit.leads.models import Campaign, Company, Lead, SalesActivity, StageChange, Touchpoint
 from leadcockpit.scoring.defaults import create_default_model
 from leadcockpit.scoring.models import ScoreChange
@@ -37,6 +39,7 @@ HOUR = 3600
 DEMO_PASSWORD = "cockpit-demo"  # noqa: S105 - demo accounts only, printed by seed_demo
 
 DEMO_TEAMS = [("Inside Sales", Team.Kind.INSIDE), ("Field Sales", Team.Kind.FIELD)]
+TEAM_NAMES = {kind: name for name, kind in DEMO_TEAMS}
 # username, first, last, role, team index (or None), is_staff
 DEMO_USERS = [
     ("admin", "Alex", "Admin", Role.ADMIN, None, True),
@@ -116,6 +119,22 @@ TOUCHPOINT_COLUMNS = [
 ]
 STAGE_CHANGE_COLUMNS = ["lead_id", "from_stage_id", "to_stage_id", "actor_id", "system_actor", "reason", "at"]
 ACTIVITY_COLUMNS = ["lead_id", "rep_id", "kind", "outcome", "note", "occurred_at", "next_follow_up"]
+HANDOVER_TABLE = Handover._meta.db_table
+HANDOVER_COLUMNS = [
+    "lead_id",
+    "team_id",
+    "rep_id",
+    "rule_id",
+    "status",
+    "created_at",
+    "due_at",
+    "reminded_at",
+    "escalated_at",
+    "decided_at",
+    "decided_by_id",
+    "reject_reason",
+    "note",
+]
 
 CHANNEL_SOURCE = {
     "webinar": "webinar",
@@ -149,6 +168,40 @@ CAMPAIGN_KINDS = {
     "social": {"page_view", "link_click"},
 }
 
+# How sales takes the handed-over leads. Per team, per rep in the team's order: the median hours to accept or
+# reject (log-normal, so slow reps miss the deadline far more often), and the median hours from accepting to the
+# first call. The acceptance odds lean on the lead's fit, its channel and its campaign (logit offsets), so lead
+# quality differs between sources and campaigns; the rejection reasons lean on the source.
+REP_DECISION_HOURS = {Team.Kind.INSIDE: (1.5, 4.0, 9.0), Team.Kind.FIELD: (3.0, 6.0, 12.0)}
+REP_CONTACT_HOURS = {Team.Kind.INSIDE: (0.2, 1.0, 3.0), Team.Kind.FIELD: (1.0, 4.0, 10.0)}
+DECISION_SPREAD = 1.1  # sigma of ln(hours)
+CONTACT_SPREAD = 1.3
+CHANNEL_QUALITY = {
+    "referral": 1.3,
+    "partner": 0.9,
+    "trade_fair": 0.4,
+    "direct": 0.4,
+    "webinar": 0.3,
+    "organic": 0.15,
+    "outbound": 0.0,
+    "email": 0.0,
+    "paid_search": -0.4,
+    "social": -0.9,
+    "content": -1.2,
+}
+CAMPAIGN_QUALITY_SPREAD = 0.45
+REJECT_REASONS = [code for code, _label in Handover.RejectReason.choices]
+REJECT_WEIGHTS = {  # per Lead.source, in REJECT_REASONS' order: not a decision maker, no budget, outside the
+    # target group, duplicate, bad contact data, no need, wrong timing, other
+    "web_form": (14, 16, 16, 8, 14, 16, 12, 4),
+    "webinar": (26, 12, 10, 5, 4, 22, 16, 5),
+    "trade_fair": (16, 10, 12, 18, 22, 10, 9, 3),  # badge scans: duplicates and unreachable contacts
+    "content": (22, 10, 18, 6, 10, 24, 7, 3),
+    "referral": (8, 28, 5, 6, 3, 12, 32, 6),
+    "partner": (10, 24, 8, 14, 4, 12, 22, 6),
+    "outbound": (18, 16, 8, 4, 8, 30, 12, 4),
+}
+
 
 def sigmoid(x):
     return 1.0 / (1.0 + math.exp(-x))
@@ -169,6 +222,7 @@ class SeedResult:
     campaigns: int = 0
     stage_changes: int = 0
     sales_activities: int = 0
+    handovers: int = 0
     users: list = field(default_factory=list)
     scoring_s: float = 0.0
     stages: dict = field(default_factory=dict)
@@ -189,18 +243,23 @@ class DemoSeeder:
         self.result = SeedResult()
         self.emails = set()
         self.weight_sum = self.weight_count = 0
+        with translation.override("en"):  # the stage change's reason, as handover.actions.reject writes it
+            self.rejected_because = {
+                code: f"rejected: {label}" for code, label in Handover.RejectReason.choices
+            }
 
     # -- entry point -----------------------------------------------------------------------------------------
     def run(self) -> SeedResult:
         ensure_reference_data()
         self.users = self.create_users()
+        self.routing = demo_routing()
         writer = BulkWriter(self.dialect)
         with transaction.atomic(), writer.session():
             self.campaigns = self.create_campaigns(writer)
             self.companies = self.create_companies(writer)
         self.prepare_touchpoint_tables()
         first_lead_id = next_id(Lead)
-        bulk_models = [Lead, Touchpoint, StageChange, SalesActivity]
+        bulk_models = [Lead, Touchpoint, StageChange, SalesActivity, Handover]
         # Into empty tables, load without secondary indexes and rebuild them once at the end.
         empty = not any(m.objects.exists() for m in bulk_models)
         with transaction.atomic(), deferred_indexes(bulk_models) if empty else nullcontext():
@@ -228,6 +287,7 @@ class DemoSeeder:
         self.result.touchpoints = counts.get(Touchpoint._meta.db_table, 0)
         self.result.stage_changes = counts.get(StageChange._meta.db_table, 0)
         self.result.sales_activities = counts.get(SalesActivity._meta.db_table, 0)
+        self.result.handovers = counts.get(HANDOVER_TABLE, 0)
         return self.result
 
     def score_leads(self):
@@ -243,30 +303,13 @@ class DemoSeeder:
         self.result.scoring_s = perf_counter() - started
 
     def set_up_handover(self):
-        """Routing rules for the demo teams, and open handovers for the leads the simulation left handed over."""
-        from leadcockpit.handover.models import Handover, Notification
-
-        demo_routing()
-        waiting = Lead.objects.filter(stage_id="handed_over", owner__isnull=False).exclude(
-            handovers__status="open"
-        )
-        Handover.objects.bulk_create(
-            Handover(
-                lead_id=lead_id,
-                team_id=team_id,
-                rep_id=owner_id,
-                created_at=at,
-                due_at=at + timedelta(hours=24),
-            )
-            for lead_id, owner_id, team_id, at in waiting.values_list(
-                "pk", "owner", "owner__team", "handed_over_at"
-            )
-        )
-        # Leads the default model rates as MQLs but the simulated history left with marketing become MQLs now and
-        # are routed, so that the reps' inboxes show what a live cockpit would (a few dozen at the most).
+        """Route a few MQLs at the anchor, as a live cockpit would have them (the history has its handovers)."""
         from leadcockpit.handover.actions import route_lead
+        from leadcockpit.handover.models import Notification
         from leadcockpit.scoring.rescoring import MQL_FROM_STAGES
 
+        # Leads the default model rates as MQLs but the simulated history left with marketing become MQLs now and
+        # are routed, so that the reps' inboxes show what a live cockpit would (a few dozen at the most).
         now = datetime.fromtimestamp(self.anchor, UTC)
         ripe = Lead.objects.filter(stage_id__in=MQL_FROM_STAGES, score_is_mql=True).order_by("-score", "pk")[
             :50
@@ -342,6 +385,8 @@ class DemoSeeder:
             "Vienna Tech Days",
         ]
         campaigns = []
+        # A stream of its own, so that the campaigns' lead quality leaves the rest of the data as it was.
+        quality = random.Random(f"campaign-quality-{self.seed}")
         first_id = next_id(Campaign)
         start_day = self.start // DAY
         quarters = HISTORY_DAYS // 91 + 1
@@ -375,6 +420,7 @@ class DemoSeeder:
                             "utm": utm,
                             "start": begin,
                             "end": max(end, begin),
+                            "quality": quality.gauss(0, CAMPAIGN_QUALITY_SPREAD),
                         }
                     )
                     writer.add(
@@ -522,6 +568,7 @@ class DemoSeeder:
             (LEAD_TABLE, LEAD_COLUMNS),
             (StageChange._meta.db_table, STAGE_CHANGE_COLUMNS),
             (SalesActivity._meta.db_table, ACTIVITY_COLUMNS),
+            (HANDOVER_TABLE, HANDOVER_COLUMNS),
             (Touchpoint._meta.db_table, TOUCHPOINT_COLUMNS),
         ]:
             if table not in writer.tables:
@@ -537,6 +584,8 @@ class DemoSeeder:
                 writer.add(StageChange._meta.db_table, change)
             for activity in lead["activities"]:
                 writer.add(SalesActivity._meta.db_table, activity)
+            if lead["handover"]:
+                writer.add(HANDOVER_TABLE, lead["handover"])
             # Engaged leads do more; dividing by the running mean weight keeps the total on target.
             weight = math.exp(0.6 * lead["engagement"])
             self.weight_sum += weight
@@ -629,6 +678,7 @@ class DemoSeeder:
             stage_at=t,
             changes=changes,
             activities=activities,
+            handover=None,
         )
 
         def move(to, at, *, actor=None, system="", reason=""):
@@ -657,21 +707,31 @@ class DemoSeeder:
         if t >= anchor:
             return
         team = Team.Kind.FIELD if lead["employees"] >= 1000 else Team.Kind.INSIDE
-        rep = rng.choice(self.reps[team])
+        index = rng.randrange(len(self.reps[team]))
+        rep = self.reps[team][index]
         lead["owner"] = rep
-        move("handed_over", t, system="routing", reason=f"routed to {team.label}")
-        lead["handed_at"] = t
-        t += int(math.exp(rng.gauss(math.log(6 * HOUR), 1.0)))
+        move("handed_over", t, system="routing", reason=f"routed to {TEAM_NAMES[team]}")
+        lead["handed_at"] = handed = t
+        t += int(math.exp(rng.gauss(math.log(REP_DECISION_HOURS[team][index] * HOUR), DECISION_SPREAD)))
         if t >= anchor:
+            lead["handover"] = self.handover_row(lead, team, rep, handed)
             return
-        if rng.random() > sigmoid(0.1 + 0.9 * fit):
+        campaign = lead["campaign"]
+        quality = CHANNEL_QUALITY[lead["channel"]] + (campaign["quality"] if campaign else 0.0)
+        if rng.random() > sigmoid(0.1 + 0.9 * fit + quality):
             reason = self.rejection_reason(lead)
-            move("nurturing", t, actor=rep, reason=reason)
+            move("nurturing", t, actor=rep, reason=self.rejected_because[reason])
             lead["owner"] = None
+            lead["handover"] = self.handover_row(lead, team, rep, handed, t, reason)
             return
         move("sal", t, actor=rep, reason="accepted")
         lead["sal_at"] = t
-        activities.append(self.activity(lead, rep, t + rng.randrange(600, 2 * DAY), "call"))
+        lead["handover"] = self.handover_row(lead, team, rep, handed, t)
+        # The first call: some reps pick up the phone as they accept, others days later (before the SQL check).
+        delay = math.exp(rng.gauss(math.log(REP_CONTACT_HOURS[team][index] * HOUR), CONTACT_SPREAD))
+        contact = t + 60 + int(min(delay, 2 * DAY - 120))
+        if contact < anchor:
+            activities.append(self.activity(lead, rep, contact, "call"))
         t += rng.randrange(2 * DAY, 20 * DAY)
         if t >= anchor:
             return
@@ -713,11 +773,45 @@ class DemoSeeder:
                 move("upsell", t, actor=rep, reason="expansion opportunity")
 
     def rejection_reason(self, lead):
-        if lead["role"] == "student":
-            return "not a decision maker"
-        if lead["fit"] < -0.5:
-            return "outside target group"
-        return self.rng.choice(names.REJECTION_REASONS)
+        """A Handover.RejectReason: mostly what is wrong with the lead, else what its source typically brings."""
+        rng = self.rng
+        if lead["role"] == "student" and rng.random() < 0.8:
+            return Handover.RejectReason.NOT_DECISION_MAKER.value
+        if lead["fit"] < -0.5 and rng.random() < 0.6:
+            return Handover.RejectReason.OUTSIDE_TARGET.value
+        values, cumulative = REJECT_TABLES[CHANNEL_SOURCE[lead["channel"]]]
+        return values[bisect(cumulative, rng.random() * cumulative[-1])]
+
+    def handover_row(self, lead, team, rep, created, decided=None, reason=""):
+        """The lead's handover: to the rep and their team by the team's routing rule, due by the team's deadline;
+        open if undecided at the anchor, with the reminder and escalation the SLA clock would have sent."""
+        d = self.dialect
+        team_id, rule_id, routing = self.routing[team]
+        due = self.deadline(routing, created)
+        until = self.anchor if decided is None else decided  # the handover is open until then
+        remind = max(created, due - routing.remind_before_hours * HOUR)
+        status = "open" if decided is None else ("rejected" if reason else "accepted")
+        return (
+            lead["id"],
+            team_id,
+            rep,
+            rule_id if rule_id is not None else d.null,
+            status,
+            d.ts(created),
+            d.ts(due),
+            d.ts(remind) if remind < min(until, due) else d.null,
+            d.ts(due) if due < until else d.null,
+            d.ts(decided) if decided is not None else d.null,
+            rep if decided is not None else d.null,
+            reason,
+            "",
+        )
+
+    def deadline(self, routing, at):
+        """TeamRouting.deadline in epoch seconds; plain hours without the datetime round trip."""
+        if routing.business_hours:
+            return epoch(routing.deadline(datetime.fromtimestamp(at, UTC)))
+        return at + routing.sla_hours * HOUR
 
     def activity(self, lead, rep, at, kind):
         rng, d = self.rng, self.dialect
@@ -939,6 +1033,9 @@ UMLAUTS = str.maketrans(
         "'": "",
     }
 )
+REJECT_TABLES = {
+    source: weighted(list(zip(REJECT_REASONS, w, strict=True))) for source, w in REJECT_WEIGHTS.items()
+}
 ROLE_TABLE = weighted([(role, spec[0]) for role, spec in names.ROLES.items()])
 ACQ_VALUES, ACQ_CUM = weighted(
     [
@@ -1017,11 +1114,12 @@ def ensure_reference_data():
 
 
 def demo_routing():
-    """The demo teams' routing: companies with 1,000+ employees to field sales, everyone else to inside sales."""
-    from leadcockpit.handover.models import RoutingRule, TeamRouting
+    """The demo teams' routing: companies with 1,000+ employees to field sales, everyone else to inside sales.
 
+    Returns {team kind: (team id, its rule's id or None, its TeamRouting)}.
+    """
     inside, field = (Team.objects.get(name=name) for name, _kind in DEMO_TEAMS)
-    RoutingRule.objects.get_or_create(
+    field_rule, _ = RoutingRule.objects.get_or_create(
         name="Companies with 1,000+ employees to field sales",
         defaults={
             "position": 0,
@@ -1031,16 +1129,29 @@ def demo_routing():
             ],
         },
     )
-    RoutingRule.objects.get_or_create(
+    inside_rule, _ = RoutingRule.objects.get_or_create(
         name="Everyone else to inside sales", defaults={"position": 10, "team": inside}
     )
-    TeamRouting.objects.get_or_create(team=inside, defaults={"strategy": TeamRouting.Strategy.ROUND_ROBIN})
-    TeamRouting.objects.get_or_create(team=field, defaults={"strategy": TeamRouting.Strategy.LEAST_LOADED})
+    inside_routing, _ = TeamRouting.objects.get_or_create(
+        team=inside, defaults={"strategy": TeamRouting.Strategy.ROUND_ROBIN}
+    )
+    field_routing, _ = TeamRouting.objects.get_or_create(
+        team=field, defaults={"strategy": TeamRouting.Strategy.LEAST_LOADED}
+    )
+    # Round robin starts from the first rep, so the same seed routes the MQLs at its anchor the same way.
+    TeamRouting.objects.filter(team__in=[inside, field]).update(last_rep=None)
+    return {
+        kind: (team.pk, rule.pk if rule.team_id == team.pk else None, routing)
+        for kind, team, rule, routing in [
+            (Team.Kind.INSIDE, inside, inside_rule, inside_routing),
+            (Team.Kind.FIELD, field, field_rule, field_routing),
+        ]
+    }
 
 
 def wipe_demo_data():
     """Remove every lead record (not users or reference data) so a seed starts from empty tables."""
-    from leadcockpit.handover.models import Handover, Notification
+    from leadcockpit.handover.models import Notification
     from leadcockpit.scoring.models import DirtyLead, LeadSignals
 
     children_first = (Notification, Handover, LeadSignals, DirtyLead, ScoreChange, Touchpoint, SalesActivity)
