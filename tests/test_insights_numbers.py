@@ -1,9 +1,8 @@
 """Invariant 5: every number on the cockpit equals the direct count over the record for the same filters.
 
-One seeded history (with the handovers its stage trail implies), the rollups built from it, then each panel's
-tables under many filter combinations compared with queries over leads, stage changes, score changes,
-handovers and sales activities written here independently of the rollups. Runs on SQLite and, with
-DATABASE_URL, on PostgreSQL.
+One seeded history (with its handovers), the rollups built from it, then each panel's tables under many filter
+combinations compared with queries over leads, stage changes, score changes, handovers and sales activities
+written here independently of the rollups. Runs on SQLite and, with DATABASE_URL, on PostgreSQL.
 """
 
 import io
@@ -17,7 +16,6 @@ from django.core.management import call_command
 from django.db.models import Count, Exists, OuterRef
 from django.db.models.functions import TruncDate
 
-from leadcockpit.demo.bench_dashboards import add_handover_history
 from leadcockpit.handover.models import Handover
 from leadcockpit.insights import panels, rollups
 from leadcockpit.insights.filters import CockpitFilter, period_label, period_start
@@ -43,7 +41,6 @@ LEAD_PATHS = {
 @pytest.fixture
 def history(db):
     call_command("seed_demo", leads=500, seed=11, today=TODAY, stdout=io.StringIO())
-    add_handover_history()
     rollups.rebuild()
 
 

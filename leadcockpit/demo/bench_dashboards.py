@@ -4,9 +4,6 @@ Reports, per panel, the p95 of repeated requests (Django test client, htmx fragm
 drawn from a fixed list of shapes: no filter, one dimension, two dimensions, each period kind and funnel view.
 Then the full rollup rebuild, and the incremental refresh after 10,000 new touchpoints with what they cause
 (rescoring, new MQLs moved and routed, stage changes).
-
-The demo seed leaves handovers only for the leads it leaves waiting; the benchmark first adds the handovers its
-simulated history implies (add_handover_history), so the handover panels read a realistic volume.
 """
 
 import contextlib
@@ -14,83 +11,24 @@ import random
 import statistics
 import time
 import uuid
-from datetime import UTC, timedelta
+from datetime import timedelta
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.test import Client
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
 from leadcockpit.accounts.models import User
-from leadcockpit.handover.models import Handover, TeamRouting
-from leadcockpit.leads.models import Campaign, Channel, Lead, StageChange, Touchpoint
+from leadcockpit.handover.models import Handover
+from leadcockpit.leads.models import Campaign, Channel, Lead, Touchpoint
 
 from .benchmarks import _ensure_seeded, area
 
 REQUESTS_PER_PANEL = 40
 WARMUP = 3
 NEW_TOUCHPOINTS = 10_000
-# The seed's rejection reasons, as the handover form's codes.
-REASON_CODES = {
-    "not a decision maker": "not_decision_maker",
-    "no budget": "no_budget",
-    "outside target group": "outside_target",
-    "duplicate": "duplicate",
-    "bad contact data": "bad_contact_data",
-    "no need": "no_need",
-    "wrong timing": "wrong_timing",
-}
 # Panels of the attribution helper, requested when their URL names exist.
 OTHER_PANELS = ["attribution", "costs"]
-
-
-def add_handover_history(batch=5000):
-    """Handovers for every simulated handover the stage trail records (handed over, then accepted or rejected)
-    that has none yet: the deciding rep and their team, the routing deadline, the decision and its reason."""
-    sla_hours = dict(TeamRouting.objects.values_list("team_id", "sla_hours"))
-    teams = dict(User.objects.values_list("pk", "team_id"))
-    existing = set(Handover.objects.values_list("lead_id", "created_at"))
-    table = StageChange._meta.db_table
-    with connection.cursor() as cursor:
-        cursor.execute(f"""
-            SELECT lead_id, at, next_stage, next_at, next_actor, next_reason FROM (
-                SELECT lead_id, at, to_stage_id,
-                       LEAD(to_stage_id) OVER w AS next_stage, LEAD(at) OVER w AS next_at,
-                       LEAD(actor_id) OVER w AS next_actor, LEAD(reason) OVER w AS next_reason
-                FROM {table} WINDOW w AS (PARTITION BY lead_id ORDER BY at, id)
-            ) x WHERE to_stage_id = 'handed_over' AND next_stage IN ('sal', 'nurturing')""")  # noqa: S608
-        rows = cursor.fetchall()
-    handovers = []
-    for lead_id, at, next_stage, next_at, actor, reason in rows:
-        at, next_at = _aware(at), _aware(next_at)
-        if (lead_id, at) in existing:
-            continue
-        accepted = next_stage == "sal"
-        team = teams.get(actor)
-        handovers.append(
-            Handover(
-                lead_id=lead_id,
-                team_id=team,
-                rep_id=actor,
-                status=Handover.Status.ACCEPTED if accepted else Handover.Status.REJECTED,
-                created_at=at,
-                due_at=at + timedelta(hours=sla_hours.get(team, 24)),
-                decided_at=next_at,
-                decided_by_id=actor,
-                reject_reason="" if accepted else REASON_CODES.get((reason or "").lower(), "other"),
-            )
-        )
-    for start in range(0, len(handovers), batch):
-        Handover.objects.bulk_create(handovers[start : start + batch])
-    return len(handovers)
-
-
-def _aware(value):
-    """A timestamp from a raw row: SQLite hands computed columns over as text, and naive in UTC."""
-    if isinstance(value, str):
-        value = parse_datetime(value)
-    return value if timezone.is_aware(value) else value.replace(tzinfo=UTC)
 
 
 def filter_shapes(seed):
@@ -200,10 +138,6 @@ def dashboards(*, leads, touchpoints, seed, reset, out, **options):
     from leadcockpit.insights import rollups
 
     _ensure_seeded(leads=leads, touchpoints=touchpoints, seed=seed, reset=reset, out=out)
-    if Handover.objects.count() < Lead.objects.filter(handed_over_at__isnull=False).count() // 2:
-        out("Adding the handovers the seeded history implies …")
-        started = time.perf_counter()
-        out(f"  {add_handover_history():,} handovers in {time.perf_counter() - started:.1f} s")
 
     out("Full rollup rebuild …")
     rebuild_s = rollups.rebuild()
