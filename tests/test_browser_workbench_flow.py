@@ -4,6 +4,7 @@ what-if and backtest; activation rescores every lead, and the lead list shows th
 import io
 import re
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -151,3 +152,39 @@ def test_a_draft_is_edited_previewed_approved_by_both_sides_and_the_leads_carry_
 
 def _lead_id(row):
     return int(re.search(r"/leads/(\d+)/", row.locator("a.lead-link").get_attribute("href"))[1])
+
+
+def test_figures_no_worker_takes_up_say_so_after_ten_seconds_and_appear_once_one_does(page, live_server):
+    from leadcockpit.demo.seeding import DEMO_PASSWORD, ensure_reference_data
+    from leadcockpit.scoring import actions
+    from leadcockpit.scoring.defaults import create_default_model
+
+    from .factories import LeadFactory, UserFactory
+
+    ensure_reference_data()  # the role groups, which an earlier test's flush took away
+    marketer = UserFactory(role="marketing", username="marketing", password=DEMO_PASSWORD)
+    active = create_default_model(marketing_user=marketer, sales_user=UserFactory(role="sales manager"))
+    draft = actions.new_draft(model=active.model, by=marketer)
+    LeadFactory.create_batch(3)
+    log_in(page, live_server.url, "marketing")
+    # Asked for 7 s ago, and no worker has taken it (the page reuses it: the same state, and not stale yet).
+    preview = Preview.objects.create(
+        version=draft, fingerprint=whatif.fingerprint(draft), as_of=timezone.now()
+    )
+    Preview.objects.filter(pk=preview.pk).update(created_at=timezone.now() - timedelta(seconds=7))
+    page.goto(f"{live_server.url}/scoring/versions/{draft.pk}/")
+    panel = page.locator("#preview-panel")
+    expect(panel).to_contain_text("Computing…")
+    expect(panel).not_to_contain_text("Waiting for a worker")
+    # The panel polls; past ten seconds in the queue the server says what is going on.
+    expect(panel.locator(".waiting-for-worker")).to_contain_text(
+        "Waiting for a worker: no background worker has taken up these figures yet.", timeout=10_000
+    )
+    expect(panel).not_to_contain_text("Computing…")
+    assert Preview.objects.filter(version=draft).count() == 1  # the same request, not a new one per poll
+
+    page.goto("about:blank")  # nothing polls while this test is the worker (SQLite shares one connection)
+    whatif.run_preview(preview.pk)
+    page.goto(f"{live_server.url}/scoring/versions/{draft.pk}/")
+    expect(panel.get_by_role("heading", name="Backtest")).to_be_visible()
+    expect(panel.locator(".waiting-for-worker")).to_have_count(0)

@@ -1,3 +1,5 @@
+from datetime import timedelta
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -5,6 +7,7 @@ from django.db import transaction
 from django.db.models import Count, Max, Prefetch
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.translation import gettext as _t
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET, require_POST
@@ -390,12 +393,30 @@ def _preview_context(request, version):
     my_side = actions.side_of(user)
     return {
         "preview": preview,
+        "waiting_for_worker": _waiting_for_worker(version, preview),
         "figures": _figures(preview.result, user) if done else None,
         "can_approve": done
         and version.status == ScoringVersion.Status.PROPOSED
         and my_side is not None
         and not version.approvals.filter(user=user).exists(),
     }
+
+
+# Queued this long, no worker has taken the figures up: the panel says so rather than "Computing…" for ever.
+PREVIEW_WAIT_NOTICE = timedelta(seconds=10)
+
+
+def _waiting_for_worker(version, preview):
+    """Whether these figures have waited in the queue for a while: no worker took them (or an earlier request for
+    the same state, which request_preview gave up as stale and asked again)."""
+    if preview.status != Preview.Status.QUEUED:
+        return False
+    since = timezone.now() - PREVIEW_WAIT_NOTICE
+    if preview.created_at <= since:
+        return True
+    return Preview.objects.filter(
+        version=version, fingerprint=preview.fingerprint, status=Preview.Status.QUEUED, created_at__lte=since
+    ).exists()
 
 
 BANDS = [("red", _("Red")), ("yellow", _("Yellow")), ("green", _("Green"))]
