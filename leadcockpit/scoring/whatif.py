@@ -57,6 +57,7 @@ log = logging.getLogger(__name__)
 
 WINDOW_DAYS = 28  # the expected MQL flow is read off the leads that arrived in the last four weeks
 SAMPLE = 20
+SAMPLE_ALL_UP_TO = 50_000  # up to this many leads in scope, the sample is chosen among every changed lead
 HISTOGRAM_BINS = 24
 MIN_TRUST = 30  # fewer leads than this behind a backtest figure: shown, with a warning
 PREVIEW_MAX_AGE = timedelta(minutes=10)  # a preview of the same criteria this recent is shown again
@@ -371,8 +372,8 @@ class _Plan:
         sql.add(classify, *classify_params)
         sql += " FROM ("
         sql += self.inner_sql(extra_columns=extra_columns, where=where, outcomes_only=outcomes_only)
-        # The fence computes fit and interest once per lead, not once per use of each.
-        sql += f" {self.d.fence}) x"
+        # On SQLite, the fence computes fit and interest once per lead, not once per use of each.
+        sql += ") x" if self.d.postgres else f" {self.d.fence}) x"
         return sql
 
     def inner_sql(self, *, extra_columns=None, where=None, outcomes_only=False, waiting_only=False):
@@ -383,14 +384,26 @@ class _Plan:
             "l.grade AS old_grade, l.score_is_mql AS old_mql, l.stage_id AS stage, l.created_at AS created_at, "
         )
         inner += extra_columns or Sql()
-        inner += f"{self.waiting_sql() if not waiting_only else '1'} AS waiting, CAST("
-        inner += self.fit_sql()
+        fit = Sql("CAST(")
+        fit += self.fit_sql()
+        fit += " AS double precision)"
         # (A lead without accumulators has no interest from them; the second pass counts it from wa.)
-        inner += " AS double precision) AS fit, CAST(COALESCE("
-        inner += self.interest_sql(waiting_only=waiting_only)
-        inner += ", 0) AS double precision) AS interest, "
-        inner += _knockout(d, self.criteria)
-        inner += " AS ko FROM "
+        interest = Sql("CAST(COALESCE(")
+        interest += self.interest_sql(waiting_only=waiting_only)
+        interest += ", 0) AS double precision)"
+        knockout = _knockout(d, self.criteria)
+        inner += f"{self.waiting_sql() if not waiting_only else '1'} AS waiting, "
+        if d.postgres:
+            # Computed once per lead in a LATERAL unnest, however often the caller uses them: a fence that, unlike
+            # OFFSET 0, lets PostgreSQL split the pass over its parallel workers.
+            inner += "v.fit AS fit, v.interest AS interest, v.ko AS ko FROM "
+        else:
+            inner += fit
+            inner += " AS fit, "
+            inner += interest
+            inner += " AS interest, "
+            inner += knockout
+            inner += " AS ko FROM "
         if waiting_only:
             inner += f"scoring_whatif_all wa JOIN {LEAD} l ON l.id = wa.id "
         else:
@@ -412,6 +425,14 @@ class _Plan:
             inner += " LEFT JOIN scoring_whatif_new wn ON wn.id = l.id"
         if self.with_all and not waiting_only:
             inner += " LEFT JOIN scoring_whatif_all wa ON wa.id = l.id"
+        if d.postgres:
+            inner += " CROSS JOIN LATERAL unnest(ARRAY["
+            inner += fit
+            inner += "], ARRAY["
+            inner += interest
+            inner += "], ARRAY["
+            inner += knockout
+            inner += "]) AS v(fit, interest, ko)"
         inner += " WHERE "
         inner += self.scope
         inner += where or Sql()
@@ -497,7 +518,8 @@ class _Plan:
         sql += changed
         sql += " THEN x.id END) AS high FROM ("
         sql += self.inner_sql(waiting_only=waiting_only)
-        sql += ") x GROUP BY k) u GROUP BY k"
+        sql += ") x" if d.postgres else f" {d.fence}) x"
+        sql += " GROUP BY k) u GROUP BY k"
         return sql
 
     def unpack(self, row):
@@ -576,12 +598,22 @@ def _settings(d, cursor):
     if d.postgres:
         cursor.execute("SET LOCAL jit = off")  # compiling these one-off statements costs more than it saves
         cursor.execute("SET LOCAL work_mem = '128MB'")
-        # Few groups (a few hundred), though the planner cannot know it: hash them rather than sort 1M rows.
-        cursor.execute("SET LOCAL enable_sort = off")
-        # The pass over every lead is worth splitting across workers even where the planner's cost model, which
-        # underrates these expressions, would not.
-        cursor.execute("SET LOCAL parallel_setup_cost = 0")
-        cursor.execute("SET LOCAL parallel_tuple_cost = 0")
+
+
+def _grouping(d, cursor, sql):
+    """Run a grouping pass (see _Plan.grouping_sql) with the planner settings it needs, and only it."""
+    if d.postgres:
+        # Few groups (a few hundred), though the planner cannot know it: hash them rather than sort 1M rows;
+        # and the pass over every lead is worth splitting across workers even where the planner's cost model,
+        # which underrates these expressions, would not.
+        for setting in ("enable_sort = off", "parallel_setup_cost = 0", "parallel_tuple_cost = 0"):
+            cursor.execute(f"SET LOCAL {setting}")
+    cursor.execute(sql.text, sql.params)
+    rows = cursor.fetchall()
+    if d.postgres:
+        for setting in ("enable_sort", "parallel_setup_cost", "parallel_tuple_cost"):
+            cursor.execute(f"SET LOCAL {setting} TO DEFAULT")
+    return rows
 
 
 # --- The figures ---------------------------------------------------------------------------------------------
@@ -614,15 +646,13 @@ def compute(version, *, as_of=None) -> dict:
         groups = []
         if not plan.all_from_touchpoints:
             grouped = plan.grouping_sql(since=since, start=start, step=step, bins=bins)
-            cursor.execute(grouped.text, grouped.params)
-            groups = [_classified(plan.unpack(row)) for row in cursor.fetchall()]
+            groups = [_classified(plan.unpack(row)) for row in _grouping(d, cursor, grouped)]
         if plan.all_from_touchpoints or any(group["waiting"] for group in groups):
             if not plan.with_all:
                 plan.prepare_waiting(cursor)
             grouped = plan.grouping_sql(since=since, start=start, step=step, bins=bins, waiting_only=True)
-            cursor.execute(grouped.text, grouped.params)
             groups = [group for group in groups if not group["waiting"]]
-            groups += [_classified(plan.unpack(row)) for row in cursor.fetchall()]
+            groups += [_classified(plan.unpack(row)) for row in _grouping(d, cursor, grouped)]
         result = _figures(groups, as_of=as_of, edges=[round(start + i * step, 6) for i in range(bins + 1)])
         result["changed"] = _changed_sample(cursor, plan, groups)
         result["capacity"] = _capacity(as_of)
@@ -750,21 +780,26 @@ def _figures(groups, *, as_of, edges):
 
 
 def _changed_sample(cursor, plan, groups):
-    """Up to SAMPLE leads that change band, with the largest score changes among candidates from every group
-    of leads that changes band (the grouping pass names two of each: its lowest and highest id)."""
-    candidates = sorted(
-        (group for group in groups if group["old"][0] != group["new"][0]),
-        key=lambda group: -abs(group["new"][4] - group["old"][4]),
-    )
-    ids = sorted({pk for group in candidates[: SAMPLE * 3] for pk in group["ids"] if pk is not None})
-    if not ids:
+    """Up to SAMPLE leads that change band, the largest score changes first. Over many leads, among candidates
+    from every group of leads that changes band (the grouping pass names two of each: its lowest and highest
+    id); over few, among all of them."""
+    changed = [group for group in groups if group["old"][0] != group["new"][0]]
+    if not changed:
         return []
+    if sum(group["count"] for group in groups) <= SAMPLE_ALL_UP_TO:
+        where = Sql()
+        having = " WHERE r.old_band <> r.band"
+    else:
+        candidates = sorted(changed, key=lambda group: -abs(group["new"][4] - group["old"][4]))
+        ids = sorted({pk for group in candidates[: SAMPLE * 3] for pk in group["ids"] if pk is not None})
+        where = Sql(f" AND l.id IN ({', '.join(['%s'] * len(ids))})", ids)
+        having = ""
     sql = Sql(
         "SELECT r.id, l.first_name, l.last_name, l.email, l.external_id, r.old_band, r.band, r.old_score, r.score "
         "FROM ("
     )
-    sql += plan.rows_sql(where=Sql(f" AND l.id IN ({', '.join(['%s'] * len(ids))})", ids))
-    sql += f") r JOIN {LEAD} l ON l.id = r.id"
+    sql += plan.rows_sql(where=where)
+    sql += f") r JOIN {LEAD} l ON l.id = r.id{having}"
     cursor.execute(sql.text, sql.params)
     found = sorted(cursor.fetchall(), key=lambda row: (-abs(row[8] - row[7]), row[0]))[:SAMPLE]
     return [
