@@ -6,6 +6,7 @@ from datetime import date
 
 import pytest
 from django.core.management import call_command
+from django.db.models import Count, Q
 from playwright.sync_api import expect
 
 from leadcockpit.accounts.models import User
@@ -19,12 +20,16 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 @pytest.fixture
 def demo(live_server):
-    call_command("seed_demo", leads=600, seed=8, today=date(2026, 11, 22), stdout=io.StringIO())
+    call_command("seed_demo", leads=1000, seed=8, today=date(2026, 11, 22), stdout=io.StringIO())
     return live_server
 
 
 def test_a_rep_accepts_one_lead_and_rejects_another_with_a_reason(page, demo):
-    rep = User.objects.filter(handovers__status="open").order_by("username").first()
+    rep = (
+        User.objects.annotate(waiting=Count("handovers", filter=Q(handovers__status="open")))
+        .order_by("-waiting", "username")
+        .first()
+    )
     mine = list(Handover.objects.filter(rep=rep, status="open").order_by("due_at", "pk"))
     assert len(mine) >= 2, "the demo seed routes fresh MQLs to the reps"
     log_in(page, demo.url, rep.username)
