@@ -9,7 +9,19 @@ from django.utils.translation import gettext_lazy as _
 from leadcockpit.leads.models import Touchpoint
 
 from .actions import THRESHOLD_FIELDS
-from .fields import CHOICE, DOMAIN_IN, FIT_FIELDS, IN_LIST, IS_EMPTY, IS_SET, OPERATOR_LABELS, RANGE
+from .fields import (
+    CHOICE,
+    DOMAIN_IN,
+    IN_LIST,
+    IS_EMPTY,
+    IS_SET,
+    OPERATOR_LABELS,
+    RANGE,
+    attribute_catalogue,
+    field_choices,
+    field_label,
+    field_spec,
+)
 from .models import Criterion, ScoringVersion
 
 
@@ -117,11 +129,7 @@ class QuickNumberInput(QuickInputMixin, forms.NumberInput):
 class CriterionForm(forms.ModelForm):
     """One row of the criteria table: the fields of its kind; the model's clean() checks them (allowlist)."""
 
-    field = forms.ChoiceField(
-        label=_("Field"),
-        choices=[("", "—"), *[(key, f.label) for key, f in FIT_FIELDS.items()]],
-        widget=QuickSelect,
-    )
+    field = forms.ChoiceField(label=_("Field"), choices=[("", "—")], widget=QuickSelect)  # see __init__
     operator = forms.ChoiceField(
         label=_("Operator"), choices=[("", "—"), *OPERATOR_LABELS.items()], widget=QuickSelect
     )
@@ -181,13 +189,20 @@ class CriterionForm(forms.ModelForm):
             "reason": QuickSelect,
         }
 
-    def __init__(self, *args, channel_choices=(), read_only=False, **kwargs):
+    def __init__(self, *args, channel_choices=(), read_only=False, catalogue=None, **kwargs):
+        """`catalogue`: the imported attributes (fields.attribute_catalogue()); pass it when making many rows, so
+        the table reads it once."""
         super().__init__(*args, **kwargs)
         kind = self.instance.kind
         keep = set(COLUMNS[kind]) | ({"value_min", "value_max"} if "value" in COLUMNS[kind] else set())
         for name in list(self.fields):
             if name not in keep:
                 del self.fields[name]
+        self.catalogue = catalogue
+        if "field" in self.fields:
+            if self.catalogue is None:
+                self.catalogue = attribute_catalogue()
+            self.fields["field"].choices = self._field_choices()
         if "channel" in self.fields:
             self.fields["channel"].choices = [("", "—"), *channel_choices]
             self.initial.setdefault("channel", self.instance.channel_id)
@@ -210,6 +225,16 @@ class CriterionForm(forms.ModelForm):
             )  # the inputs sit in table cells, the <form> in the last one
             field.disabled = read_only
 
+    def _field_choices(self):
+        """The allowlist's fields with their labels. A field the stored criterion tests that the list leaves out
+        (an attribute entered by sales, or one no import declares any more) stays on offer for this row, so the
+        row shows what it tests; Criterion.clean still refuses what the allowlist does not know."""
+        choices = [("", "—"), *field_choices(self.catalogue)]
+        current = self.instance.field
+        if current and current not in {key for key, _label in choices}:
+            choices.append((current, field_label(current, self.catalogue)))
+        return choices
+
     @property
     def operator_now(self):
         """The operator the row shows: what was typed, else what is stored."""
@@ -226,7 +251,7 @@ class CriterionForm(forms.ModelForm):
     @property
     def value_hint(self):
         """The values a choice field accepts, when they are few enough to list."""
-        field = FIT_FIELDS.get(self["field"].value()) if "field" in self.fields else None
+        field = field_spec(self["field"].value(), self.catalogue) if "field" in self.fields else None
         if field is None or field.kind != CHOICE or len(field.choices) > 20:
             return ""
         return ", ".join(field.choices)

@@ -21,7 +21,7 @@ from leadcockpit.leads.models import Channel, Lead, Touchpoint
 from leadcockpit.leads.views import is_fragment_request
 
 from . import actions
-from .fields import FIT_FIELDS, OPERATOR_LABELS
+from .fields import OPERATOR_LABELS, attribute_catalogue, field_label
 from .forms import (
     COLUMNS,
     CommentForm,
@@ -143,22 +143,34 @@ def _criteria_sections(version, can_edit, bound_forms, only_kind=None):
     criteria = list(version.criteria.order_by("kind", "position", "pk"))
     needs_channels = can_edit or any(c.kind == Criterion.Kind.INTEREST for c in criteria)
     channels = _channel_choices() if needs_channels else []
+    catalogue = attribute_catalogue()  # the field choices of every row, read once
     sections = []
     for kind, label in Criterion.Kind.choices:
         if only_kind and kind != only_kind:
             continue
         rows = [
             bound_forms.get(c.pk)
-            or CriterionForm(instance=c, prefix=f"c{c.pk}", channel_choices=channels, read_only=not can_edit)
+            or CriterionForm(
+                instance=c,
+                prefix=f"c{c.pk}",
+                channel_choices=channels,
+                read_only=not can_edit,
+                catalogue=catalogue,
+            )
             for c in criteria
             if c.kind == kind
         ]
         add_form = None
         if can_edit:
             add_form = bound_forms.get(kind) or CriterionForm(
-                instance=Criterion(version=version, kind=kind), prefix=f"new-{kind}", channel_choices=channels
+                instance=Criterion(version=version, kind=kind),
+                prefix=f"new-{kind}",
+                channel_choices=channels,
+                catalogue=catalogue,
             )
-        sample = add_form or CriterionForm(instance=Criterion(kind=kind), prefix="head", channel_choices=[])
+        sample = add_form or CriterionForm(
+            instance=Criterion(kind=kind), prefix="head", channel_choices=[], catalogue=catalogue
+        )
         sections.append(
             {
                 "kind": kind,
@@ -246,7 +258,9 @@ def save_criterion(request, pk):
         if valid:
             form.save()
     if valid:  # a fresh form: the stored values, normalised
-        form = CriterionForm(instance=criterion, prefix=f"c{pk}", channel_choices=_channel_choices())
+        form = CriterionForm(
+            instance=criterion, prefix=f"c{pk}", channel_choices=_channel_choices(), catalogue=form.catalogue
+        )
     context = {"version": version, "can_edit": True, "form": form}
     if not valid and not is_fragment_request(request):
         context = {"criterion_forms": {pk: form}}
@@ -755,12 +769,18 @@ def diff_versions(a, b):
     """Criteria matched by their key (kept across drafts), so an edited criterion shows as changed."""
     old = {c.key: c for c in a.criteria.select_related("channel").order_by("kind", "position", "pk")}
     new = {c.key: c for c in b.criteria.select_related("channel").order_by("kind", "position", "pk")}
+    both = [*old.values(), *new.values()]
+    catalogue = attribute_catalogue() if any(c.field.startswith("attribute:") for c in both) else {}
     changed = []
     for key, criterion in new.items():
         if key not in old:
             continue
         fields = [
-            (Criterion._meta.get_field(name).verbose_name, _shown(old[key], name), _shown(criterion, name))
+            (
+                Criterion._meta.get_field(name).verbose_name,
+                _shown(old[key], name, catalogue),
+                _shown(criterion, name, catalogue),
+            )
             for name in DIFF_FIELDS
             if _stored(old[key], name) != _stored(criterion, name)
         ]
@@ -774,8 +794,8 @@ def diff_versions(a, b):
     return {
         "a": a,
         "b": b,
-        "added": [_described(c) for key, c in new.items() if key not in old],
-        "removed": [_described(c) for key, c in old.items() if key not in new],
+        "added": [_described(c, catalogue) for key, c in new.items() if key not in old],
+        "removed": [_described(c, catalogue) for key, c in old.items() if key not in new],
         "changed": changed,
         "thresholds": thresholds,
         "same": not (changed or thresholds or set(old) ^ set(new)),
@@ -786,12 +806,11 @@ def _stored(criterion, name):
     return criterion.channel_id if name == "channel" else getattr(criterion, name)
 
 
-def _shown(criterion, name):
+def _shown(criterion, name, catalogue=None):
     """A criterion's field as a person reads it: labels for keys, lists joined, ranges as "min – max"."""
     value = getattr(criterion, name)
     if name == "field":
-        field = FIT_FIELDS.get(value)
-        return field.label if field else value or "—"
+        return field_label(value, catalogue) if value else "—"
     if name == "operator":
         return OPERATOR_LABELS.get(value, value or "—")
     if name == "touchpoint_kinds":
@@ -805,7 +824,7 @@ def _shown(criterion, name):
     return shown if shown != "" else "—"
 
 
-def _described(criterion):
+def _described(criterion, catalogue=None):
     if criterion.kind == Criterion.Kind.INTEREST:
         parts = [_shown(criterion, "touchpoint_kinds")]
         parts += [
@@ -818,7 +837,7 @@ def _described(criterion):
         condition = " ".join(
             str(part)
             for part in (
-                _shown(criterion, "field"),
+                _shown(criterion, "field", catalogue),
                 _shown(criterion, "operator"),
                 show_value(criterion.value),
             )
