@@ -6,6 +6,7 @@ from itertools import product
 
 import pytest
 from django.db.models import Case, Count, Exists, IntegerField, OuterRef, Value, When
+from django.utils import timezone
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -557,6 +558,20 @@ def test_a_recent_preview_of_the_same_criteria_is_reused_and_an_edit_asks_for_a_
     assert whatif.request_preview(draft) == fourth
     Preview.objects.filter(pk=fourth.pk).update(created_at=fourth.created_at - whatif.PREVIEW_MAX_AGE * 2)
     assert whatif.request_preview(draft) not in (first, second, third, fourth)
+
+
+def test_a_preview_from_before_an_activation_or_a_finished_rescore_is_not_shown_again(draft):
+    """The leads carry other scores once a version went live: the old comparison would mislead."""
+    first = whatif.request_preview(draft)
+    Preview.objects.filter(pk=first.pk).update(status=Preview.Status.DONE, result={})
+    assert whatif.request_preview(draft) == first
+    ScoringVersion.objects.filter(status=ScoringVersion.Status.ACTIVE).update(activated_at=timezone.now())
+    second = whatif.request_preview(draft)
+    assert second != first
+    Preview.objects.filter(pk=second.pk).update(status=Preview.Status.DONE, result={})
+    assert whatif.request_preview(draft) == second
+    RescoreJob.objects.create(reason="test", as_of=timezone.now(), status="done", finished_at=timezone.now())
+    assert whatif.request_preview(draft) not in (first, second)
 
 
 def test_a_requested_preview_is_computed_after_commit_and_running_it_again_changes_nothing(

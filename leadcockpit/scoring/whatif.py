@@ -23,7 +23,7 @@ import logging
 import math
 import time
 from collections import Counter
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 from django.apps import apps
 from django.db import connection, transaction
@@ -117,8 +117,11 @@ def request_preview(version, *, max_age=PREVIEW_MAX_AGE) -> Preview:
     """The preview of the version as it stands: a recent one of the same fingerprint, or a new one enqueued."""
     now = timezone.now()
     mark = fingerprint(version)
+    # What the leads carry changes when a version goes live and its rescore finishes: a preview from before
+    # then compares with the old state, however recent it is.
+    since = max(now - max_age, _last_scoring_change() or now - max_age)
     recent = (
-        Preview.objects.filter(version=version, fingerprint=mark, created_at__gte=now - max_age)
+        Preview.objects.filter(version=version, fingerprint=mark, created_at__gte=since)
         .exclude(status=Preview.Status.FAILED)
         .order_by("-created_at", "-pk")
         .first()
@@ -130,6 +133,25 @@ def request_preview(version, *, max_age=PREVIEW_MAX_AGE) -> Preview:
     preview = Preview.objects.create(version=version, fingerprint=mark, as_of=now)
     transaction.on_commit(lambda: _enqueue(preview.pk))
     return preview
+
+
+def _last_scoring_change():
+    """When the stored scores last changed wholesale: the latest activation or finished full rescore (one query)."""
+    from .models import RescoreJob, ScoringVersion
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT (SELECT MAX(activated_at) FROM {ScoringVersion._meta.db_table} WHERE status = %s), "
+            f"(SELECT MAX(finished_at) FROM {RescoreJob._meta.db_table})",
+            [ScoringVersion.Status.ACTIVE],
+        )
+        moments = [moment for moment in cursor.fetchone() if moment is not None]
+    if connection.vendor == "sqlite":  # raw SQL on SQLite gives the stored text: UTC, without a zone
+        from django.utils.dateparse import parse_datetime
+
+        moments = [parse_datetime(m) if isinstance(m, str) else m for m in moments]
+        moments = [m.replace(tzinfo=UTC) if timezone.is_naive(m) else m for m in moments]
+    return max(moments, default=None)
 
 
 def _enqueue(preview_id):
