@@ -356,3 +356,70 @@ class DiffForm(forms.Form):
         if a and b and a.model_id != b.model_id:
             raise forms.ValidationError(_("Choose two versions of the same model."), code="other_model")
         return data
+
+
+# --- evidence: the options of a learning run, and a draft from its suggestion ------------------------------------
+
+
+class LearningOptionsForm(forms.Form):
+    """What a marketer may set for a learning run; every choice list is an allowlist the view builds (fields the
+    learner may use, findings of the guard that may be overridden)."""
+
+    holdout = forms.IntegerField(
+        label=_("Held out for judging (%)"),
+        min_value=10,
+        max_value=50,
+        initial=30,
+        help_text=_("This share of the leads is kept aside: the model never sees it and is judged on it."),
+    )
+    l2 = forms.FloatField(
+        label=_("Regularisation"),
+        min_value=0.001,
+        max_value=100,
+        initial=1.0,
+        help_text=_(
+            "How strongly effects are pulled towards none: higher with few leads or many fields; 1 suits most."
+        ),
+    )
+    mql_probability = forms.IntegerField(
+        label=_("Chance of a lead at the MQL threshold (%)"),
+        min_value=5,
+        max_value=95,
+        initial=50,
+        help_text=_(
+            "The points are scaled so that a lead scoring the MQL threshold converts about this often."
+        ),
+    )
+    exclude = forms.MultipleChoiceField(
+        label=_("Leave out"), required=False, widget=forms.CheckboxSelectMultiple
+    )
+    include = forms.MultipleChoiceField(
+        label=_("Use anyway"), required=False, widget=forms.CheckboxSelectMultiple
+    )
+
+    def __init__(self, *args, exclude_choices=(), include_choices=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["exclude"].choices = list(exclude_choices)
+        self.fields["include"].choices = list(include_choices)
+
+    def clean(self):
+        data = super().clean()
+        both = set(data.get("exclude") or ()) & set(data.get("include") or ())
+        if both:
+            raise forms.ValidationError(_("A field cannot be left out and used anyway at once."), code="both")
+        return data
+
+    def options(self):
+        """The options for learning.start_learning."""
+        data = self.cleaned_data
+        return {
+            "holdout": data["holdout"] / 100,
+            "l2": data["l2"],
+            "mql_probability": data["mql_probability"] / 100,
+            "exclude": list(data["exclude"]),
+            "include": list(data["include"]),
+        }
+
+
+class DraftFromRunForm(forms.Form):
+    knockouts = forms.BooleanField(label=_("With the suggested knock-outs"), required=False, initial=True)
