@@ -442,6 +442,18 @@ def test_a_run_in_progress_is_polled_with_a_refresh_link_and_stops_when_done(cli
     assert XSS not in fragment
 
 
+def test_a_second_run_waits_for_the_first_of_the_model(client_for, model, marketer):
+    client = client_for(marketer)
+    client.post(reverse("scoring:learn", args=[model.pk]), options())  # on-commit work is not run here
+    first = LearningRun.objects.get()
+    response = client.post(reverse("scoring:learn", args=[model.pk]), options(), follow=True)
+    assert f"Learning run #{first.pk} is still running" in response.text
+    assert LearningRun.objects.count() == 1
+    LearningRun.objects.filter(pk=first.pk).update(created_at=timezone.now() - learning.STALE_AFTER * 2)
+    client.post(reverse("scoring:learn", args=[model.pk]), options())  # a stale one does not block
+    assert LearningRun.objects.count() == 2
+
+
 def test_a_queued_run_nobody_takes_up_says_so(client_for, model, marketer):
     run = LearningRun.objects.create(model=model, created_by=marketer)
     LearningRun.objects.filter(pk=run.pk).update(created_at=timezone.now() - timedelta(minutes=1))

@@ -363,6 +363,19 @@ def start_learning(request, pk):
         context = {"model": model, **_run_context(request, model, run, catalogue)}
         context.update(_page_context(request, model, catalogue, form=form))
         return render(request, "scoring/evidence.html", context, status=422)
+    busy = (
+        model.learning_runs.filter(
+            status__in=[LearningRun.Status.QUEUED, LearningRun.Status.RUNNING],
+            created_at__gte=timezone.now() - learning.STALE_AFTER,
+        )
+        .only("pk")
+        .first()
+    )
+    if busy is not None:  # a second click, or a colleague's run: one at a time
+        messages.error(
+            request, _t("Learning run #%(run)s is still running; wait for its findings.") % {"run": busy.pk}
+        )
+        return redirect(reverse("scoring:evidence", args=[model.pk]) + f"?run={busy.pk}#learning-run")
     try:
         run = learning.start_learning(model=model, by=request.user, options=form.options())
     except learning.LearningError as exc:
