@@ -13,7 +13,7 @@ from django.utils import timezone
 from leadcockpit.capture.models import ImportJob
 from leadcockpit.core.bulk import insert
 from leadcockpit.leads.models import Lead, Touchpoint
-from leadcockpit.scoring import actions, learning, validity
+from leadcockpit.scoring import actions, evidence_views, learning, validity
 from leadcockpit.scoring.defaults import create_default_model
 from leadcockpit.scoring.models import Criterion, LearningRun, ScoringVersion, ValidityReport
 
@@ -588,3 +588,36 @@ def test_every_version_links_its_validity_report_from_the_evidence_run_and_crite
     page = client.get(evidence_url(model, finished_run)).text
     assert reverse("scoring:validity", args=[draft.pk]) in page
     assert reverse("scoring:version", args=[draft.pk]) in page
+
+
+def test_the_overview_and_the_workbench_link_the_evidence_and_validity_for_those_who_may_read_them(
+    client_for, model, active, marketer, manager, rep
+):
+    evidence = f'href="{reverse("scoring:evidence", args=[model.pk])}"'
+    report = f'href="{reverse("scoring:validity", args=[active.pk])}"'
+    for user, shown in ((marketer, True), (manager, True), (rep, False)):
+        client = client_for(user)
+        overview = client.get(reverse("scoring:overview")).text
+        workbench = client.get(reverse("scoring:version", args=[active.pk])).text
+        assert (evidence in overview, report in overview) == (shown, shown), user
+        assert (evidence in workbench, report in workbench) == (shown, shown), user
+
+
+def test_the_reasons_for_leaving_fields_out_are_said_in_the_readers_language(
+    client_for, model, learned, marketer
+):
+    from django.utils import translation
+
+    stored = {item["key"]: item for item in learned.result["excluded"]}
+    for item in stored.values():  # as a worker running in English stored them
+        item["reason"] = "stored in the worker's language"
+    LearningRun.objects.filter(pk=learned.pk).update(result=learned.result)
+    client = client_for(marketer)
+    page = client.get(evidence_url(model, learned), HTTP_ACCEPT_LANGUAGE="de").text
+    with translation.override("de"):
+        sales = str(learning.PROVENANCE_REASONS["sales"])
+        leak = evidence_views.exclusion_reason(stored["attribute:status_note"])
+    assert sales in page
+    assert leak in page
+    assert "Entered by sales after contact" not in page
+    assert "stored in the worker's language" not in page

@@ -171,7 +171,7 @@ def _option_choices(model, catalogue):
             continue
         if item.get("code") in learning.NEVER_INCLUDED or item.get("code") == "excluded":
             continue
-        findings.append(item)
+        findings.append({**item, "reason": exclusion_reason(item)})
         include.append((item["key"], item["label"]))
     return {"exclude": exclude, "include": include, "locked": _by_reason(locked), "findings": findings}
 
@@ -272,11 +272,42 @@ def _percent(rate):
 def _exclusion(item):
     return {
         "label": item.get("label", ""),
-        "reason": item.get("reason", ""),
+        "reason": exclusion_reason(item),
         "locked": item.get("code") in learning.NEVER_INCLUDED,
         "by_choice": item.get("code") == "excluded",
         "included_anyway": bool(item.get("included_anyway")),
     }
+
+
+def exclusion_reason(item):
+    """Why the guard left a field out, in the reader's language: the run stored its reason in the language the
+    worker ran in, so the reasons are said again here from their code and details (the same words as learning.py);
+    an unknown code keeps the stored text."""
+    code, details = item.get("code"), item.get("details") or {}
+    try:
+        if code in learning.PROVENANCE_REASONS:
+            return str(learning.PROVENANCE_REASONS[code])
+        if code == "excluded":
+            return _t("Left out by choice.")
+        if code == "single_auc":
+            return _t(
+                "On its own it ranks converted above unconverted leads %(auc)s of the time: it knows the outcome."
+            ) % {"auc": learning._percent(details["auc"])}
+        if code == "after_outcome":
+            return _t(
+                "%(share)s of these touchpoints of closed leads were recorded after the outcome was known."
+            ) % {"share": learning._percent(details["after"] / details["of"])}
+        if code == "separation":
+            shown = ", ".join(
+                f"“{value['value']}” ({learning._percent(value['rate'])})" for value in details["values"][:4]
+            )
+            return _t(
+                "Values held by %(share)s of the leads almost decide the outcome (%(values)s): it looks "
+                "filled in once the outcome was known."
+            ) % {"share": learning._percent(details["coverage"]), "values": shown}
+    except (KeyError, TypeError, ZeroDivisionError):
+        pass
+    return item.get("reason", "")
 
 
 def _holdout(holdout):
@@ -508,8 +539,11 @@ def _history(version):
     ]
     chart = None
     if len(rows) > 1:
+        days = [formats.date_format(timezone.localtime(r["at"]), "SHORT_DATE_FORMAT") for r in rows]
+        if len(set(days)) < len(days):  # several a day (computed on demand): the time tells them apart
+            days = [formats.date_format(timezone.localtime(r["at"]), "j M H:i") for r in rows]
         chart = svgchart.line_chart(
-            [formats.date_format(timezone.localtime(r["at"]), "SHORT_DATE_FORMAT") for r in rows],
+            days,
             [
                 (_t("ROC AUC"), [r["auc"] for r in rows], None),
                 (_t("Lower 95 % bound"), [r["low"] for r in rows], None),
