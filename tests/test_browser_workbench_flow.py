@@ -165,6 +165,8 @@ def test_figures_no_worker_takes_up_say_so_after_ten_seconds_and_appear_once_one
     marketer = UserFactory(role="marketing", username="marketing", password=DEMO_PASSWORD)
     active = create_default_model(marketing_user=marketer, sales_user=UserFactory(role="sales manager"))
     draft = actions.new_draft(model=active.model, by=marketer)
+    # Live since an hour ago: a preview asked for before an activation would not be reused (the leads changed).
+    ScoringVersion.objects.filter(pk=active.pk).update(activated_at=timezone.now() - timedelta(hours=1))
     LeadFactory.create_batch(3)
     log_in(page, live_server.url, "marketing")
     # Asked for 7 s ago, and no worker has taken it (the page reuses it: the same state, and not stale yet).

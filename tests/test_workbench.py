@@ -739,14 +739,14 @@ def test_the_workbench_stays_within_its_query_budget_whatever_the_number_of_crit
     client = client_for(request.getfixturevalue(user_fixture))
     computed(client.get, page(draft))  # computes the preview once
     # Session, user, role; version, its siblings, approvals, criteria, channels, the imported attributes (the field
-    # choices); the preview (its fingerprint reads the criteria again); comments; the review reminder or, for a rep,
-    # which changed leads they may open.
-    with django_assert_max_num_queries(13):
+    # choices); the last activation or full rescore and the preview (its fingerprint reads the criteria again);
+    # comments; the review reminder or, for a rep, which changed leads they may open.
+    with django_assert_max_num_queries(14):
         assert client.get(page(draft)).status_code == 200
     for n in range(15):
         draft.criteria.create(kind="fit", label=f"Extra {n}", field="phone", operator="is_set", points=1)
     computed(client.get, page(draft))
-    with django_assert_max_num_queries(13):
+    with django_assert_max_num_queries(14):
         response = client.get(page(draft))
     assert response.text.count('class="criterion-row') == 27 + 15
 
