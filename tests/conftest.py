@@ -143,3 +143,12 @@ def tasks_in_process():
     app.conf.task_always_eager = app.conf.task_eager_propagates = True
     yield
     app.conf.task_always_eager, app.conf.task_eager_propagates = before
+
+
+@pytest.fixture(autouse=True)
+def _no_language_carried_over():
+    """A request in German activates German for the thread; the next test starts in the default language."""
+    from django.utils import translation
+
+    yield
+    translation.deactivate()
