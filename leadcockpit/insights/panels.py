@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from django.db.models import Case, Count, F, IntegerField, Q, Sum, Value, When
 from django.db.models.functions import Cast, Floor, Greatest, Ln
+from django.utils.formats import number_format
 from django.utils.translation import gettext_lazy as _
 
 from leadcockpit.accounts.models import Team, User
@@ -23,6 +24,7 @@ from .filters import FUNNEL_FLOW, next_period, period_label
 from .models import (
     BandInterval,
     FunnelDaily,
+    HandoverDaily,
     HandoverFact,
     LeadFact,
     LightDaily,
@@ -116,13 +118,18 @@ class Panel:
         return [figure.table for figure in self.figures]
 
 
+def number(value, decimals=0):
+    """A number in the reader's language (1,234.5 in English, 1.234,5 in German)."""
+    return number_format(value, decimal_pos=decimals, use_l10n=True, force_grouping=True)
+
+
 def format_cell(value, kind):
     if value is None:
         return "–"
     if kind == COUNT_:
-        return f"{value:,}"
+        return number(value)
     if kind == RATE:
-        return f"{value * 100:.1f} %"
+        return f"{number(value * 100, 1)} %"
     if kind == DURATION:
         return format_duration(value)
     return str(value)
@@ -132,10 +139,10 @@ def format_duration(seconds):
     if seconds is None:
         return "–"
     if seconds < 3600:
-        return f"{seconds / 60:.0f} min"
+        return f"{number(seconds / 60)} min"
     if seconds < 2 * 86400:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} d"
+        return f"{number(seconds / 3600, 1)} h"
+    return _("%(days)s d") % {"days": number(seconds / 86400, 1)}
 
 
 def csv_value(value, kind):
@@ -451,6 +458,20 @@ def handover_facts(criteria):
     return HandoverFact.objects.filter(criteria.dimension_q(), **in_range(criteria, "created_on"))
 
 
+def handover_cube(criteria, kind):
+    """(k1, k2, k3, n) of the handover cube summed over the range, for no dimension or one; None for two or more
+    (then the handover facts answer)."""
+    key = criteria.cube_key
+    if key is None:
+        return None
+    return (
+        HandoverDaily.objects.filter(kind=kind, dim=key[0], value=key[1], **in_range(criteria, "day"))
+        .values("k1", "k2", "k3")
+        .annotate(total=Sum("n"))
+        .values_list("k1", "k2", "k3", "total")
+    )
+
+
 def velocity(criteria):
     stages = list(LifecycleStage.objects.filter(phase__in=VELOCITY_PHASES).order_by("position", "code"))
     codes = [s.code for s in stages]
@@ -501,25 +522,20 @@ def velocity(criteria):
 
     facts = handover_facts(criteria)
     # Two passes over the handovers: the acceptance times, and the first contacts with what became of the lead.
-    accept = duration_classes(facts.filter(status="accepted"), "decision_s")
     contact_classes, contact_counts = Counter(), Counter()
-    rows = (
-        facts.annotate(
-            contact_class=Case(
-                When(first_contact_s__isnull=False, then=duration_class_expression("first_contact_s")),
-                default=None,
-                output_field=IntegerField(),
-            ),
-            contact_group=Case(
-                *(When(_contact_q(low, high), then=Value(key)) for key, _label, low, high in CONTACT_BUCKETS),
-                default=Value("none"),
-            ),
-        )
-        .order_by()
-        .values("contact_class", "contact_group", "reached_sql")
-        .annotate(n=Count("*"))
-        .values_list("contact_class", "contact_group", "reached_sql", "n")
-    )
+    cube = handover_cube(criteria, "accept")
+    if cube is not None:
+        accept = Counter()
+        for bucket, _k2, _k3, n in cube:
+            accept[int(bucket)] += n
+        accept = dict(accept)
+        rows = [
+            (None if int(bucket) < 0 else int(bucket), group, reached == "1", n)
+            for bucket, group, reached, n in handover_cube(criteria, "contact")
+        ]
+    else:
+        accept = duration_classes(facts.filter(status="accepted"), "decision_s")
+        rows = _contact_rows(facts)
     for contact_class, group, reached_sql, n in rows:
         if contact_class is not None:
             contact_classes[contact_class] += n
@@ -595,6 +611,27 @@ def velocity(criteria):
     )
 
 
+def _contact_rows(facts):
+    """(duration class of the first contact or None, contact bucket, became SQL, n) over the handover facts."""
+    return (
+        facts.annotate(
+            contact_class=Case(
+                When(first_contact_s__isnull=False, then=duration_class_expression("first_contact_s")),
+                default=None,
+                output_field=IntegerField(),
+            ),
+            contact_group=Case(
+                *(When(_contact_q(low, high), then=Value(key)) for key, _label, low, high in CONTACT_BUCKETS),
+                default=Value("none"),
+            ),
+        )
+        .order_by()
+        .values("contact_class", "contact_group", "reached_sql")
+        .annotate(n=Count("*"))
+        .values_list("contact_class", "contact_group", "reached_sql", "n")
+    )
+
+
 def _contact_q(low, high):
     """First contact after more than `low` seconds and at most `high` (no upper bound: None)."""
     q = Q(first_contact_s__gt=low) if low else Q(first_contact_s__isnull=False)
@@ -613,12 +650,17 @@ def sla(criteria):
     ]
     figures = []
     by_group = {"team": defaultdict(Counter), "rep": defaultdict(Counter)}
-    for team, rep, state, n in (
-        facts.order_by()
-        .values("team", "rep", "sla")
-        .annotate(n=Count("*"))
-        .values_list("team", "rep", "sla", "n")
-    ):  # one pass for both tables
+    cube = handover_cube(criteria, "sla")
+    if cube is not None:
+        rows = [(int(team), int(rep), state, n) for team, rep, state, n in cube]
+    else:
+        rows = (
+            facts.order_by()
+            .values("team", "rep", "sla")
+            .annotate(n=Count("*"))
+            .values_list("team", "rep", "sla", "n")
+        )
+    for team, rep, state, n in rows:  # one pass for both tables
         by_group["team"][team][state] += n
         by_group["rep"][rep][state] += n
     for group, title, names in (
@@ -673,16 +715,24 @@ def quality(criteria):
     figures = []
     campaign_ids = set()
     grouped = {"source": [], "campaign": []}
-    for source, campaign, status, reason, n in (
-        facts.order_by()
-        .values("source", "campaign", "status", "reject_reason")
-        .annotate(n=Count("*"))
-        .values_list("source", "campaign", "status", "reject_reason", "n")
-    ):  # one pass for both tables
-        grouped["source"].append((source, status, reason, n))
-        grouped["campaign"].append((campaign, status, reason, n))
-        if campaign:
-            campaign_ids.add(campaign)
+    if criteria.cube_key is not None:
+        grouped["source"] = list(handover_cube(criteria, "source"))
+        grouped["campaign"] = [
+            (int(campaign), status, reason, n)
+            for campaign, status, reason, n in handover_cube(criteria, "campaign")
+        ]
+        campaign_ids = {campaign for campaign, _s, _r, _n in grouped["campaign"] if campaign}
+    else:
+        for source, campaign, status, reason, n in (
+            facts.order_by()
+            .values("source", "campaign", "status", "reject_reason")
+            .annotate(n=Count("*"))
+            .values_list("source", "campaign", "status", "reject_reason", "n")
+        ):  # one pass for both tables
+            grouped["source"].append((source, status, reason, n))
+            grouped["campaign"].append((campaign, status, reason, n))
+            if campaign:
+                campaign_ids.add(campaign)
     names = {
         "source": dict(Lead.Source.choices),
         "campaign": dict(Campaign.objects.filter(pk__in=campaign_ids).values_list("pk", "name")),

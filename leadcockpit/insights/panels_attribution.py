@@ -17,7 +17,7 @@ from . import costs
 from .attribution import MODELS
 from .credits import credit_sums, half_life_days
 from .models_attribution import MODEL_COLUMNS, Outcome
-from .panels import RATE, TEXT, Figure, Panel, Table, csv_value, format_cell
+from .panels import RATE, TEXT, Figure, Panel, Table, csv_value, format_cell, number
 
 CREDIT, MONEY = "credit", "money"
 MODEL_LABELS = {"own": _("Lead's own campaign"), **MODELS}
@@ -35,7 +35,7 @@ STAGE_LABELS = {
 
 
 def money(value):
-    return f"{value:,.0f} €"
+    return f"{number(value)} €"
 
 
 class CreditTable(Table):
@@ -47,7 +47,7 @@ class CreditTable(Table):
             if value is None or kind not in (CREDIT, MONEY):
                 out.append((format_cell(value, kind), kind))
             else:
-                out.append((f"{value:,.1f}" if kind == CREDIT else money(value), kind))
+                out.append((number(value, 1) if kind == CREDIT else money(value), kind))
         return out
 
     def csv_header(self):
@@ -309,7 +309,7 @@ def cost_value(criteria, options=None, *, today=None) -> CreditPanel:
     note = _(
         "Cost in the range: each campaign's cost spread evenly over the days it runs. Conversions on days in the "
         "range are credited to campaigns by: %(model)s. Value of a lead at a stage = share of the leads that "
-        "reached it in the range that are won × the average won deal; leads that reached it lately have had less "
+        "reached it in the range that are won × the average won deal; leads that reached it recently have had less "
         "time to win."
     ) % {"model": MODEL_LABELS[model]}
     if costs.lead_filters_set(criteria):

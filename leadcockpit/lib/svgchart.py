@@ -37,12 +37,19 @@ def format_number(value):
     if value is None:
         return "–"
     if abs(value) >= 1_000_000:
-        return f"{value / 1_000_000:.1f}M"
+        return f"{_number(value / 1_000_000, 1)}M"
     if abs(value) >= 10_000:
-        return f"{value / 1000:.0f}k"
+        return f"{_number(value / 1000, 0)}k"
     if value == int(value):
-        return f"{int(value):,}"
-    return f"{value:,.2f}" if abs(value) < 10 else f"{value:,.1f}"
+        return _number(int(value), 0)
+    return _number(value, 2 if abs(value) < 10 else 1)
+
+
+def _number(value, decimals):
+    """In the reader's language: 1,234.5 in English, 1.234,5 in German."""
+    from django.utils.formats import number_format
+
+    return number_format(value, decimal_pos=decimals, use_l10n=True, force_grouping=True)
 
 
 def _f(value):

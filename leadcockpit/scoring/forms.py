@@ -5,6 +5,7 @@ from django.forms.utils import flatatt
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from leadcockpit.leads.models import Touchpoint
 
@@ -146,7 +147,10 @@ class CriterionForm(forms.ModelForm):
         widget=QuickTextInput(attrs={"placeholder": _("from")}),
     )
     value_max = forms.CharField(
-        label=_("to"), required=False, max_length=40, widget=QuickTextInput(attrs={"placeholder": _("to")})
+        label=pgettext_lazy("upper bound of a range", "to"),
+        required=False,
+        max_length=40,
+        widget=QuickTextInput(attrs={"placeholder": pgettext_lazy("upper bound of a range", "to")}),
     )
     touchpoint_kinds = forms.MultipleChoiceField(
         label=_("Activity"),
