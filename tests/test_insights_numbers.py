@@ -380,7 +380,7 @@ def test_the_cube_and_the_per_lead_rollups_give_the_same_numbers(history):
         {"start": "2025-06-01", "end": "2026-11-22", "rep": str(lead.owner_id), "team": str(team)}
     )
     assert double.cube_key is None
-    for name in ("funnel", "lights", "velocity"):
+    for name in ("funnel", "lights", "velocity", "sla", "quality"):
         a = [t.rows for t in panels.PANELS[name](single).tables]
         b = [t.rows for t in panels.PANELS[name](double).tables]
         assert a == b, name

@@ -15,6 +15,7 @@ from leadcockpit.insights import rollups
 from leadcockpit.insights.models import (
     BandInterval,
     FunnelDaily,
+    HandoverDaily,
     HandoverFact,
     LeadFact,
     LightDaily,
@@ -31,7 +32,16 @@ from .factories import LeadFactory
 
 pytestmark = pytest.mark.django_db
 
-TABLES = [LeadFact, StageInterval, BandInterval, HandoverFact, FunnelDaily, LightDaily, VelocityMonthly]
+TABLES = [
+    LeadFact,
+    StageInterval,
+    BandInterval,
+    HandoverFact,
+    FunnelDaily,
+    LightDaily,
+    VelocityMonthly,
+    HandoverDaily,
+]
 
 
 def snapshot():

@@ -166,6 +166,8 @@ class HandoverFact(models.Model):
         indexes = [
             models.Index(fields=["created_on"], name="insights_handover_created_idx"),
             models.Index(fields=["lead_id"], name="insights_handover_lead_idx"),
+            # Two or more filters read the facts: one index per dimension, combined by the planner (bitmap AND).
+            *(models.Index(fields=[name], name=f"insights_handover_{name}_idx") for name in DIMENSIONS),
         ]
 
     def __str__(self):
@@ -250,6 +252,37 @@ class VelocityMonthly(models.Model):
 
     def __str__(self):
         return f"{self.dim}={self.value} {self.month:%Y-%m} {self.stage} #{self.bucket}: {self.n}"
+
+
+class HandoverDaily(models.Model):
+    """Handovers per day counted by what the SLA, quality and velocity panels group them by, for all handovers
+    (dim '') and per value of one dimension (the handover facts' columns: team and rep are the handover's).
+
+    kind names the grouping and what the keys hold: sla (team, rep, SLA state), source and campaign (the value,
+    status, reject reason), accept (duration class of accepted decisions), contact (duration class of the first
+    contact or -1, its contact bucket, whether the lead became an SQL). Unused keys are ''.
+    """
+
+    kind = models.CharField(_("kind"), max_length=8)
+    dim = models.CharField(_("dimension"), max_length=10, blank=True)
+    value = models.CharField(_("value"), max_length=40, blank=True)
+    day = models.DateField(_("day"))
+    k1 = models.CharField(_("key 1"), max_length=40, blank=True)
+    k2 = models.CharField(_("key 2"), max_length=40, blank=True)
+    k3 = models.CharField(_("key 3"), max_length=40, blank=True)
+    n = models.IntegerField(_("handovers"))
+
+    class Meta:
+        verbose_name = _("handover day")
+        verbose_name_plural = _("handover days")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "dim", "value", "day", "k1", "k2", "k3"], name="insights_handoverday_key"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.kind} {self.dim}={self.value} {self.day} {self.k1}/{self.k2}/{self.k3}: {self.n}"
 
 
 # The attribution credits live in their own module (owned by the attribution panels); Django finds them here.

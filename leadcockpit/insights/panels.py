@@ -749,7 +749,14 @@ def quality(criteria):
             c[status] += n
             if status == Handover.Status.REJECTED:
                 c[reason or "other"] = c.get(reason or "other", 0) + n
-        keys = sorted(by_key, key=lambda k: -sum(by_key[k][s] for s in ("accepted", "rejected", "open")))
+        keys = sorted(  # ties by name: the cube and the facts list them in different orders
+            by_key,
+            key=lambda k: (
+                -sum(by_key[k][s] for s in ("accepted", "rejected", "open")),
+                str(names[group].get(k, "")).lower(),
+                str(k),
+            ),
+        )
         rows = []
         for key in keys:
             c = by_key[key]

@@ -32,6 +32,7 @@ from .models import (
     DIMENSIONS,
     BandInterval,
     FunnelDaily,
+    HandoverDaily,
     HandoverFact,
     LeadFact,
     LightDaily,
@@ -68,6 +69,7 @@ T = {
     "funnel": FunnelDaily._meta.db_table,
     "light": LightDaily._meta.db_table,
     "velocity": VelocityMonthly._meta.db_table,
+    "handoverday": HandoverDaily._meta.db_table,
     "stale": StaleLead._meta.db_table,
 }
 DIM_COLUMNS = ", ".join(DIMENSIONS)
@@ -84,6 +86,7 @@ LEAD_COLUMNS = {
 FUNNEL_DELTA = "insights_funnel_delta"
 LIGHT_DELTA = "insights_light_delta"
 VELOCITY_DELTA = "insights_velocity_delta"
+HANDOVER_DELTA = "insights_handover_delta"
 
 
 # -- SQL that differs between PostgreSQL and SQLite ------------------------------------------------------------
@@ -342,9 +345,50 @@ def velocity_selects(scoped):
     )
 
 
+def handover_selects(scoped):
+    """SELECTs of (kind, dim, value, day, k1, k2, k3, n) over the handover facts: see models.HandoverDaily."""
+    contact_class = (
+        f"CASE WHEN h.first_contact_s IS NULL THEN -1 ELSE {duration_class('h.first_contact_s')} END"
+    )
+    contact_group = (
+        "CASE WHEN h.first_contact_s IS NULL THEN 'none' WHEN h.first_contact_s <= 3600 THEN '1h' "
+        "WHEN h.first_contact_s <= 86400 THEN '24h' ELSE 'later' END"
+    )
+    kinds = [
+        ("sla", [as_text("h.team"), as_text("h.rep"), "h.sla"], ""),
+        # The source as an expression, not the column: GROUPING() would take the key for the source dimension.
+        ("source", ["h.source || ''", "h.status", "h.reject_reason"], ""),
+        ("campaign", [as_text("h.campaign"), "h.status", "h.reject_reason"], ""),
+        (
+            "accept",
+            [as_text(duration_class("h.decision_s"))],
+            " AND h.status = 'accepted' AND h.decision_s IS NOT NULL",
+        ),
+        (
+            "contact",
+            [as_text(contact_class), contact_group, "CASE WHEN h.reached_sql THEN '1' ELSE '0' END"],
+            "",
+        ),
+    ]
+    out = []
+    for kind, keys, where in kinds:
+        names = [f"k{i + 1}" for i in range(len(keys))]
+        for select in cube_selects(
+            "",
+            "h",
+            [("day", "h.created_on"), *zip(names, keys, strict=True)],
+            "COUNT(*) AS n",
+            f"FROM {T['handoverfact']} h WHERE 1 = 1{where}{scope('h.lead_id', scoped)}",
+        ):
+            padded = ", ".join(name if name in names else f"'' AS {name}" for name in ("k1", "k2", "k3"))
+            out.append(f"SELECT '{kind}' AS kind, dim, value, day, {padded}, n FROM ({select}) x")
+    return out
+
+
 FUNNEL_COLUMNS = "kind, dim, value, day, stage"
 LIGHT_COLUMNS = "dim, value, day, band, temperature"
 VELOCITY_COLUMNS = "dim, value, month, stage, bucket"
+HANDOVER_COLUMNS = "kind, dim, value, day, k1, k2, k3"
 
 
 def fill_cubes(cursor):
@@ -358,6 +402,8 @@ def fill_cubes(cursor):
         GROUP BY {LIGHT_COLUMNS} HAVING SUM(delta) <> 0""")
     for select in velocity_selects(False):
         cursor.execute(f"INSERT INTO {T['velocity']} ({VELOCITY_COLUMNS}, n) {select}")
+    for select in handover_selects(False):
+        cursor.execute(f"INSERT INTO {T['handoverday']} ({HANDOVER_COLUMNS}, n) {select}")
 
 
 def collect_deltas(cursor, sign):
@@ -366,6 +412,7 @@ def collect_deltas(cursor, sign):
         (FUNNEL_DELTA, FUNNEL_COLUMNS, "n", funnel_selects(True)),
         (LIGHT_DELTA, LIGHT_COLUMNS, "delta", light_selects(True)),
         (VELOCITY_DELTA, VELOCITY_COLUMNS, "n", velocity_selects(True)),
+        (HANDOVER_DELTA, HANDOVER_COLUMNS, "n", handover_selects(True)),
     ):
         for select in selects:
             cursor.execute(
@@ -379,6 +426,7 @@ def apply_deltas(cursor):
         (T["funnel"], FUNNEL_DELTA, FUNNEL_COLUMNS, "n"),
         (T["light"], LIGHT_DELTA, LIGHT_COLUMNS, "delta"),
         (T["velocity"], VELOCITY_DELTA, VELOCITY_COLUMNS, "n"),
+        (T["handoverday"], HANDOVER_DELTA, HANDOVER_COLUMNS, "n"),
     ):
         cursor.execute(f"""
             INSERT INTO {cube} ({columns}, {measure})
@@ -424,7 +472,17 @@ def rebuild():
         marks = current_watermarks(cursor)
         if connection.vendor == "postgresql":  # room for the grouping sets' hash tables; gone at commit
             cursor.execute("SET LOCAL work_mem = '256MB'")
-        for key in ("funnel", "light", "velocity", "handoverfact", "band", "leadfact", "interval", "stale"):
+        for key in (
+            "funnel",
+            "light",
+            "velocity",
+            "handoverday",
+            "handoverfact",
+            "band",
+            "leadfact",
+            "interval",
+            "stale",
+        ):
             if connection.vendor == "postgresql":
                 cursor.execute(f"TRUNCATE {T[key]}")
             else:
@@ -435,7 +493,16 @@ def rebuild():
         insert_handover_facts(cursor, False, db_now())
         fill_cubes(cursor)
         if connection.vendor == "postgresql":
-            for key in ("funnel", "light", "velocity", "handoverfact", "band", "leadfact", "interval"):
+            for key in (
+                "funnel",
+                "light",
+                "velocity",
+                "handoverday",
+                "handoverfact",
+                "band",
+                "leadfact",
+                "interval",
+            ):
                 cursor.execute(f"ANALYZE {T[key]}")
         state.watermarks = {
             "ids": {key: [hi, hi] for key, hi in marks.items()},
@@ -511,12 +578,16 @@ def _create_work_tables(cursor):
         f"CREATE {temp} TABLE IF NOT EXISTS {VELOCITY_DELTA} "
         "(dim varchar(10), value varchar(40), month date, stage varchar(40), bucket integer, n integer)"
     )
-    for table in (BATCH_TABLE, FUNNEL_DELTA, LIGHT_DELTA, VELOCITY_DELTA):
+    cursor.execute(
+        f"CREATE {temp} TABLE IF NOT EXISTS {HANDOVER_DELTA} (kind varchar(8), dim varchar(10), value varchar(40), "
+        "day date, k1 varchar(40), k2 varchar(40), k3 varchar(40), n integer)"
+    )
+    for table in (BATCH_TABLE, FUNNEL_DELTA, LIGHT_DELTA, VELOCITY_DELTA, HANDOVER_DELTA):
         cursor.execute(f"DELETE FROM {table}")
 
 
 def _drop_work_tables(cursor):
-    for table in (BATCH_TABLE, FUNNEL_DELTA, LIGHT_DELTA, VELOCITY_DELTA):
+    for table in (BATCH_TABLE, FUNNEL_DELTA, LIGHT_DELTA, VELOCITY_DELTA, HANDOVER_DELTA):
         cursor.execute(f"DROP TABLE IF EXISTS {table}")
 
 
