@@ -178,13 +178,15 @@ class FunnelDaily(models.Model):
     """Leads per day and stage, for all leads (dim '') and per value of one dimension.
 
     flow: entries into the stage that day; reached: leads created that day that ever reached the stage;
-    now: leads created that day that are in the stage now.
+    now: leads created that day that are in the stage now; rep: leads created that day that ever reached the
+    stage, per owner, with stage '<stage>:<rep id>' (SAL, SQL and won only: the conversion per rep).
     """
 
     class Kind(models.TextChoices):
         FLOW = "flow", _("Flow")
         REACHED = "reached", _("Reached")
         NOW = "now", _("Now")
+        REP = "rep", _("Reached, per rep")
 
     kind = models.CharField(_("kind"), max_length=8, choices=Kind.choices)
     dim = models.CharField(_("dimension"), max_length=10, blank=True)

@@ -811,17 +811,14 @@ def rep_conversion(criteria):
     """SAL → SQL and SQL → won per rep, for the leads created in the range (their owner now)."""
     stages = ["sal", "sql", "won"]
     counts = {}
-    dims = dict(criteria.dims)
-    if set(dims) <= {"rep"}:
+    key = criteria.cube_key
+    if key is not None:  # stage '<stage>:<rep id>'
         cube = FunnelDaily.objects.filter(
-            kind=FunnelDaily.Kind.REACHED, dim="rep", stage__in=stages, **in_range(criteria, "day")
+            kind=FunnelDaily.Kind.REP, dim=key[0], value=key[1], **in_range(criteria, "day")
         )
-        if "rep" in dims:
-            cube = cube.filter(value=str(dims["rep"]))
-        for value, stage, n in (
-            cube.values("value", "stage").annotate(n=Sum("n")).values_list("value", "stage", "n")
-        ):
-            counts.setdefault(int(value), {})[stage] = n
+        for code, n in cube.values("stage").annotate(n=Sum("n")).values_list("stage", "n"):
+            stage, _sep, rep = code.partition(":")
+            counts.setdefault(int(rep), {})[stage] = n
     else:
         facts = LeadFact.objects.filter(criteria.dimension_q(), **in_range(criteria, "created_on"))
         rows = facts.values("rep").annotate(

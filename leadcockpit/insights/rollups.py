@@ -48,6 +48,8 @@ STATE = "insights"
 BATCH = 20_000
 # Stages whose reach the cohort funnel counts (MGL: every lead).
 REACHED = ("mql", "sal", "sql", "won")
+# Stages whose reach the conversion per rep counts.
+REP_STAGES = ("sal", "sql", "won")
 # Sales activities that count as contact (a note is not).
 CONTACT_KINDS = ("call", "email", "meeting", "demo", "quote")
 # Time-based watermarks look back this far: a row written by a transaction that committed late is still seen.
@@ -289,6 +291,7 @@ def funnel_selects(scoped):
         ["st.stage = 'mgl'"]
         + [f"(st.stage = '{stage}' AND f.reached_{stage} = {truth('1 = 1')})" for stage in REACHED]
     )
+    rep_stages = ", ".join(f"'{stage}'" for stage in REP_STAGES)
     return [
         *cube_selects(
             "'flow' AS kind, ",
@@ -303,6 +306,15 @@ def funnel_selects(scoped):
             [("day", "f.created_on"), ("stage", "st.stage")],
             "COUNT(*) AS n",
             f"FROM {T['leadfact']} f JOIN ({stages}) st ON {reach} WHERE 1 = 1{scope('f.lead_id', scoped)}",
+        ),
+        # The cohort's reach per owner (the conversion per rep): stage '<stage>:<rep id>', sales stages only.
+        *cube_selects(
+            "'rep' AS kind, ",
+            "f",
+            [("day", "f.created_on"), ("stage", f"st.stage || ':' || {as_text('f.rep')}")],
+            "COUNT(*) AS n",
+            f"FROM {T['leadfact']} f JOIN ({stages}) st ON {reach} "
+            f"WHERE st.stage IN ({rep_stages}){scope('f.lead_id', scoped)}",
         ),
         *cube_selects(
             "'now' AS kind, ",
