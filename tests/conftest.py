@@ -152,3 +152,24 @@ def _no_language_carried_over():
 
     yield
     translation.deactivate()
+
+
+@pytest.fixture(autouse=True)
+def _reference_data_back_after_a_flush(request, django_db_blocker):
+    """A transactional test (a live server, a browser) ends by flushing the database, which takes the rows the
+    migrations loaded (role groups, channels, lifecycle stages, import presets) with it. pytest-django runs the
+    transactional tests last, one after the other: each puts them back first, so it finds the database as
+    migrated."""
+    marker = request.node.get_closest_marker("django_db")
+    transactional = {"live_server", "transactional_db"} & set(request.fixturenames) or (
+        marker is not None and marker.kwargs.get("transaction")
+    )
+    if transactional:
+        from django.contrib.auth.models import Group
+
+        from leadcockpit.demo.seeding import ensure_reference_data
+
+        request.getfixturevalue("transactional_db")
+        with django_db_blocker.unblock():
+            if not Group.objects.exists():
+                ensure_reference_data()

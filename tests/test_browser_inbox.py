@@ -91,9 +91,9 @@ def test_the_manager_sees_the_escalation_and_marketing_the_rejection(page, demo)
     manager = User.objects.get(groups__name="sales manager", team=first.team)
     log_in(page, demo.url, manager.username)
     page.goto(f"{demo.url}/inbox/")
-    escalation = page.locator(".notification--escalation").first
-    expect(escalation).to_contain_text("Escalation")
-    expect(escalation).to_contain_text(first.lead.full_name)
+    # The seed leaves several handovers past their deadline: the escalation of this one is among them.
+    escalation = page.locator(".notification--escalation", has_text=first.lead.full_name)
+    expect(escalation.first).to_contain_text("Escalation")
     page.get_by_role("button", name="Log out").click()
 
     log_in(page, demo.url, "marketing")
