@@ -160,7 +160,10 @@ CELERY_BEAT_SCHEDULE = {
     "insights-rebuild": {"task": "leadcockpit.insights.tasks.rebuild_rollups", "schedule": 24 * 3600.0},
     # Attribution credits follow new touchpoints and stage changes the same way, and are rebuilt daily too.
     "insights-credits-refresh": {"task": "leadcockpit.insights.tasks.refresh_credits", "schedule": 60.0},
-    "insights-credits-rebuild": {"task": "leadcockpit.insights.tasks.rebuild_credits", "schedule": 24 * 3600.0},
+    "insights-credits-rebuild": {
+        "task": "leadcockpit.insights.tasks.rebuild_credits",
+        "schedule": 24 * 3600.0,
+    },
     # Notification mail is an outbox in the database; this sends what a lost message left unsent.
     "notification-mail-sweep": {
         "task": "leadcockpit.handover.tasks.send_notification_emails",
