@@ -10,7 +10,7 @@ import pytest
 from django.core.management import call_command
 from playwright.sync_api import expect
 
-from leadcockpit.insights import panels, rollups
+from leadcockpit.insights import credits, panels, rollups
 from leadcockpit.insights.filters import CockpitFilter
 from leadcockpit.leads.models import Lead
 
@@ -23,6 +23,10 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 def demo(live_server):
     call_command("seed_demo", leads=400, seed=5, today=date(2026, 11, 22), stdout=io.StringIO())
     rollups.rebuild()
+    # And the attribution credits: built here, not by the first panel request (on SQLite the live server's
+    # threads share the test's one connection, and a rebuild inside a request beside the other panels' requests
+    # can wait on it for good).
+    credits.rebuild()
     return live_server
 
 
