@@ -2,10 +2,12 @@
 
 A version (usually a draft) is scored over all the leads its model scores, with the rescore's SQL building
 blocks (rescoring.py), and compared with the values the leads carry now (what the active versions gave them);
-nothing is written to the leads. One grouping pass over the leads (split over PostgreSQL's parallel workers)
-yields the counts per band, temperature and grade, the MQLs, the band moves, the score distribution and the
-expected MQL flow; the sample of changed leads and the backtest on the leads whose outcome is known then read
-only the leads they need.
+nothing is written to the leads. One pass over the leads (split over PostgreSQL's parallel workers) gives, per
+lead, its stored score and classification, its outcome if known, and its fit and interest under the version,
+each column as one array (the aggregate lc_collect_float8); numpy then classifies and counts them: bands,
+temperatures, grades, MQLs, band moves, the score distribution, the expected MQL flow, the leads that change
+most, and the backtest on the leads whose outcome is known. Evaluating criteria is SQL's part (as in the rescore,
+so the two cannot disagree); everything done per lead afterwards is numpy's, at a few nanoseconds a lead.
 
 Per lead: fit is the stored fit less the active criteria that changed plus the version's (fit does not change
 with time), interest comes from the lead's accumulators (LeadSignals) decayed to the moment of the preview
@@ -22,9 +24,9 @@ import json
 import logging
 import math
 import time
-from collections import Counter
 from datetime import UTC, timedelta
 
+import numpy as np
 from django.apps import apps
 from django.db import connection, transaction
 from django.utils import timezone
@@ -32,6 +34,7 @@ from django.utils.translation import gettext as _
 
 from leadcockpit.leads import lifecycle
 from leadcockpit.leads.models import Lead
+from leadcockpit.lib import logit
 
 from .fields import FIT_FIELDS
 from .models import Preview
@@ -45,7 +48,6 @@ from .rescoring import (
     Sql,
     accumulate_sql,
     active_versions,
-    classify_sql,
     condition_sql,
     fresh_signals_sql,
     interest_criteria_of,
@@ -57,7 +59,6 @@ log = logging.getLogger(__name__)
 
 WINDOW_DAYS = 28  # the expected MQL flow is read off the leads that arrived in the last four weeks
 SAMPLE = 20
-SAMPLE_ALL_UP_TO = 50_000  # up to this many leads in scope, the sample is chosen among every changed lead
 HISTOGRAM_BINS = 24
 MIN_TRUST = 30  # fewer leads than this behind a backtest figure: shown, with a warning
 PREVIEW_MAX_AGE = timedelta(minutes=10)  # a preview of the same criteria this recent is shown again
@@ -67,6 +68,20 @@ TEMPERATURES = [choice.value for choice in Lead.Temperature]
 GRADES = [f"{letter}{number}" for letter in "ABCD" for number in "1234"]
 # Converted: won or a customer; else, not lost, accepted by sales. Not converted: lost; else rejected by sales.
 WON_STAGES = (lifecycle.WON, lifecycle.CUSTOMER_CARE, lifecycle.UPSELL)
+HANDOVER = apps.get_model("handover", "Handover")._meta.db_table
+# Per lead, its stored classification and flags packed into one number: (name, how many values it takes).
+# outcome: 0 unknown, 1 not converted, 2 converted.
+PACKED = [
+    ("old_band", 3),
+    ("old_temperature", 3),
+    ("old_grade", 17),
+    ("old_mql", 2),
+    ("recent", 2),
+    ("mql_stage", 2),
+    ("waiting", 2),
+    ("ko", 2),
+    ("outcome", 3),
+]
 
 
 def _criterion_spec(criterion):
@@ -387,25 +402,11 @@ class _Plan:
             return "1"
         return "CASE WHEN s.lead_id IS NULL THEN 1 ELSE 0 END" if self.uses_signals else "0"
 
-    def rows_sql(self, *, extra_columns=None, where=None, outcomes_only=False):
-        """SELECT per lead in scope: stored values (old_*), fit, interest, ko, score and the classification."""
-        classify, classify_params = classify_sql(self.version)
-        sql = Sql("SELECT x.*, x.fit + x.interest AS score, ")
-        sql.add(classify, *classify_params)
-        sql += " FROM ("
-        sql += self.inner_sql(extra_columns=extra_columns, where=where, outcomes_only=outcomes_only)
-        # On SQLite, the fence computes fit and interest once per lead, not once per use of each.
-        sql += ") x" if self.d.postgres else f" {self.d.fence}) x"
-        return sql
-
-    def inner_sql(self, *, extra_columns=None, where=None, outcomes_only=False, waiting_only=False):
-        """SELECT per lead in scope: stored values (old_*), waiting, fit, interest and ko."""
+    def columns_sql(self, *, since, waiting_only=False, outcomes_only=None):
+        """One pass over the leads in scope: per lead its id, stored score, packed stored classification and flags
+        (PACKED), and fit and interest under the version; each expression evaluated once per lead. On PostgreSQL
+        each column comes back as one array (lc_collect_float8, aggregated in the parallel workers), else as rows."""
         d = self.d
-        inner = Sql(
-            "SELECT l.id AS id, l.score AS old_score, l.band AS old_band, l.temperature AS old_temperature, "
-            "l.grade AS old_grade, l.score_is_mql AS old_mql, l.stage_id AS stage, l.created_at AS created_at, "
-        )
-        inner += extra_columns or Sql()
         fit = Sql("CAST(")
         fit += self.fit_sql()
         fit += " AS double precision)"
@@ -413,145 +414,82 @@ class _Plan:
         interest = Sql("CAST(COALESCE(")
         interest += self.interest_sql(waiting_only=waiting_only)
         interest += ", 0) AS double precision)"
-        knockout = _knockout(d, self.criteria)
-        inner += f"{self.waiting_sql() if not waiting_only else '1'} AS waiting, "
-        if d.postgres:
-            # Computed once per lead in a LATERAL unnest, however often the caller uses them: a fence that, unlike
-            # OFFSET 0, lets PostgreSQL split the pass over its parallel workers.
-            inner += "v.fit AS fit, v.interest AS interest, v.ko AS ko FROM "
-        else:
-            inner += fit
-            inner += " AS fit, "
-            inner += interest
-            inner += " AS interest, "
-            inner += knockout
-            inner += " AS ko FROM "
-        if waiting_only:
-            inner += f"scoring_whatif_all wa JOIN {LEAD} l ON l.id = wa.id "
-        else:
-            inner += f"{LEAD} l "
-        if outcomes_only:
-            # The leads with a known outcome, found by index (stage; decided handovers), not by reading every lead.
-            handovers = apps.get_model("handover", "Handover")._meta.db_table
-            inner += Sql(
-                f"JOIN (SELECT id FROM {LEAD} WHERE stage_id IN ({', '.join(['%s'] * (len(WON_STAGES) + 1))}) "
-                f"UNION SELECT lead_id FROM {handovers} WHERE status IN ('accepted', 'rejected')) o ON o.id = l.id ",
-                [*WON_STAGES, lifecycle.LOST],
-            )
-        if self.needs_company():
-            inner += f"LEFT JOIN {COMPANY} c ON c.id = l.company_id "
-        if self.uses_signals and not waiting_only:
-            inner += f"LEFT JOIN {SIGNALS} s ON "
-            inner += fresh_signals_sql(d, signature=self.signature, as_of=self.as_of)
-        if self.with_new and not waiting_only:
-            inner += " LEFT JOIN scoring_whatif_new wn ON wn.id = l.id"
-        if self.with_all and not waiting_only:
-            inner += " LEFT JOIN scoring_whatif_all wa ON wa.id = l.id"
-        if d.postgres:
-            inner += " CROSS JOIN LATERAL unnest(ARRAY["
-            inner += fit
-            inner += "], ARRAY["
-            inner += interest
-            inner += "], ARRAY["
-            inner += knockout
-            inner += "]) AS v(fit, interest, ko)"
-        inner += " WHERE "
-        inner += self.scope
-        inner += where or Sql()
-        return inner
-
-    def grouping_sql(self, *, since, start, step, bins, waiting_only=False):
-        """One pass over the leads in scope, grouped by their stored classification and by where the version puts
-        them: knock-out, and which side of each threshold their fit, interest and score fall (classified in
-        Python, so that each lead's expressions are evaluated as few times as possible), plus score bins."""
-        d, v = self.d, self.version
-
-        def bucket(value, bounds):
-            """How many of the ascending bounds the value reaches (0 … len(bounds))."""
-            if d.postgres:
-                return Sql(
-                    f"width_bucket({value.text}, ARRAY[{', '.join(['%s'] * len(bounds))}]::float8[])",
-                    [*value.params, *bounds],
-                )
-            sql = Sql("(0")
-            for bound in bounds:
-                sql += Sql(f" + CASE WHEN {value.text} >= %s THEN 1 ELSE 0 END", [*value.params, bound])
-            sql += ")"
-            return sql
-
-        def binned(value):
-            clamp = "GREATEST(0, LEAST(%s, {}))" if d.postgres else "MAX(0, MIN(%s, {}))"
-            return Sql(
-                clamp.format(f"CAST(FLOOR(({value.text} - %s) / %s) AS INTEGER)"),
-                [bins - 1, *value.params, start, step],
-            )
-
-        fit, interest = Sql("x.fit"), Sql("x.interest")
-        score = Sql("(x.fit + x.interest)")
-        min_fit = -1e308 if v.min_fit_for_mql is None else v.min_fit_for_mql
-        grades = "".join(GRADES)
-        position = "strpos(%s, x.old_grade)" if d.postgres else "instr(%s, x.old_grade)"
-        stages = ", ".join(["%s"] * len(MQL_FROM_STAGES))
-        # (key, how many values it takes): packed into one number per lead, so that the planner, which cannot
-        # estimate how few of the combinations occur, still aggregates in each parallel worker first.
-        keys = [
-            (Sql("CASE x.old_band WHEN 'yellow' THEN 1 WHEN 'green' THEN 2 ELSE 0 END"), 3),
-            (Sql("CASE x.old_temperature WHEN 'warm' THEN 1 WHEN 'hot' THEN 2 ELSE 0 END"), 3),
+        parts = {
+            "old_band": Sql("CASE l.band WHEN 'yellow' THEN 1 WHEN 'green' THEN 2 ELSE 0 END"),
+            "old_temperature": Sql("CASE l.temperature WHEN 'warm' THEN 1 WHEN 'hot' THEN 2 ELSE 0 END"),
             # The grade's place in "A1A2…D4" (0–15), or 16 for none yet.
-            (Sql(f"CASE WHEN length(x.old_grade) = 2 THEN ({position} - 1) / 2 ELSE 16 END", [grades]), 17),
-            (Sql("CASE WHEN x.old_mql THEN 1 ELSE 0 END"), 2),
-            (binned(Sql("x.old_score")), bins),
-            (Sql("CASE WHEN x.created_at >= %s THEN 1 ELSE 0 END", [since]), 2),
-            (Sql(f"CASE WHEN x.stage IN ({stages}) THEN 1 ELSE 0 END", list(MQL_FROM_STAGES)), 2),
-            (Sql("x.waiting"), 2),
-            (Sql("x.ko"), 2),
-            (bucket(score, [v.yellow_from, v.green_from]), 3),
-            (bucket(score, [v.warm_from, v.hot_from]), 3),
-            (bucket(fit, [v.fit_c_from, v.fit_b_from, v.fit_a_from]), 4),
-            (bucket(interest, [v.interest_3_from, v.interest_2_from, v.interest_1_from]), 4),
-            (
-                Sql(
-                    f"CASE WHEN {score.text} >= %s AND x.fit >= %s THEN 1 ELSE 0 END",
-                    [v.mql_threshold, min_fit],
-                ),
-                2,
+            "old_grade": Sql(
+                f"CASE WHEN length(l.grade) = 2 THEN ({'strpos' if d.postgres else 'instr'}(%s, l.grade) - 1) / 2 "
+                "ELSE 16 END",
+                ["".join(GRADES)],
             ),
-            (binned(score), bins),
-        ]
-        self.radices = [radix for _key, radix in keys]
+            "old_mql": Sql("CASE WHEN l.score_is_mql THEN 1 ELSE 0 END"),
+            "recent": Sql("CASE WHEN l.created_at >= %s THEN 1 ELSE 0 END", [since]),
+            "mql_stage": Sql(
+                f"CASE WHEN l.stage_id IN ({', '.join(['%s'] * len(MQL_FROM_STAGES))}) THEN 1 ELSE 0 END",
+                list(MQL_FROM_STAGES),
+            ),
+            "waiting": Sql("1" if waiting_only else self.waiting_sql()),
+            "ko": _knockout(d, self.criteria),
+            # Known by stage; else by a decided handover (_handover_outcomes, joined in numpy).
+            "outcome": Sql(
+                f"CASE WHEN l.stage_id IN ({', '.join(['%s'] * len(WON_STAGES))}) THEN 2 WHEN l.stage_id = %s "
+                "THEN 1 ELSE 0 END",
+                [*WON_STAGES, lifecycle.LOST],
+            ),
+        }
         packed = Sql("(")
         multiplier = 1
-        for index, (key, radix) in enumerate(reversed(keys)):
+        for index, (name, radix) in enumerate(PACKED):
             packed += " + " if index else ""
-            packed += Sql(f"CAST({key.text} AS bigint) * {multiplier}", key.params)
+            packed += Sql(f"{multiplier} * ({parts[name].text})", parts[name].params)
             multiplier *= radix
         packed += ")"
-        changed = Sql(
-            f"CASE WHEN x.ko = 1 OR {score.text} < %s THEN 'red' WHEN {score.text} >= %s THEN 'green' "
-            "ELSE 'yellow' END <> x.old_band",
-            [v.yellow_from, v.green_from],
-        )
-        # Grouped twice: so wrapped, PostgreSQL computes the key in its parallel workers, not in the leader.
-        sql = Sql("SELECT k, SUM(n), MIN(low), MAX(high) FROM (SELECT ")
-        sql += packed
-        sql += " AS k, COUNT(*) AS n, MIN(CASE WHEN "
-        sql += changed
-        sql += " THEN x.id END) AS low, MAX(CASE WHEN "
-        sql += changed
-        sql += " THEN x.id END) AS high FROM ("
-        sql += self.inner_sql(waiting_only=waiting_only)
-        sql += ") x" if d.postgres else f" {d.fence}) x"
-        sql += " GROUP BY k) u GROUP BY k"
+        columns = [Sql("l.id"), Sql("l.score"), packed, fit, interest]
+        sql = Sql("SELECT ")
+        for index, column in enumerate(columns):
+            sql += ", " if index else ""
+            if d.postgres:
+                sql += "array_send(lc_collect_float8(CAST("
+                sql += column
+                sql += " AS double precision)))"
+            else:
+                sql += column
+        sql += " FROM "
+        sql += self.from_sql(waiting_only=waiting_only, outcomes_only=outcomes_only)
         return sql
 
-    def unpack(self, row):
-        """(key values in order, count, lowest changed id, highest changed id) from a row of grouping_sql."""
-        packed, count, low_id, high_id = row
-        values = []
-        for radix in reversed(self.radices):
-            packed, value = divmod(packed, radix)
-            values.append(value)
-        return (*reversed(values), int(count), low_id, high_id)
+    def from_sql(self, *, waiting_only=False, outcomes_only=None):
+        """FROM … WHERE: the leads in scope (those in wa only, or those with a known outcome only), joined to
+        what the columns read: company, accumulators, the per-preview tables."""
+        d = self.d
+        stages = [*WON_STAGES, lifecycle.LOST]
+        outcome_ids = None if outcomes_only is None else [int(pk) for pk in outcomes_only]
+        if waiting_only:
+            sql = Sql(f"scoring_whatif_all wa JOIN {LEAD} l ON l.id = wa.id ")
+        else:
+            sql = Sql(f"{LEAD} l ")
+        if self.needs_company():
+            sql += f"LEFT JOIN {COMPANY} c ON c.id = l.company_id "
+        if self.uses_signals and not waiting_only:
+            sql += f"LEFT JOIN {SIGNALS} s ON "
+            sql += fresh_signals_sql(d, signature=self.signature, as_of=self.as_of)
+        if self.with_new and not waiting_only:
+            sql += " LEFT JOIN scoring_whatif_new wn ON wn.id = l.id"
+        if self.with_all and not waiting_only:
+            sql += " LEFT JOIN scoring_whatif_all wa ON wa.id = l.id"
+        sql += " WHERE "
+        sql += self.scope
+        if outcomes_only is not None:
+            # The leads with a known outcome: by stage, or among the given ids (those with a decided handover).
+            sql += Sql(f" AND (l.stage_id IN ({', '.join(['%s'] * len(stages))}) OR ", stages)
+            if d.postgres:  # one array parameter, hashed: PostgreSQL still splits the pass over its workers
+                sql += Sql("l.id = ANY(%s))", [outcome_ids])
+            else:
+                sql += Sql(
+                    f"l.id IN (SELECT lead_id FROM {HANDOVER} WHERE status IN ('accepted', 'rejected')))"
+                )
+        return sql
 
     def _accumulate(self, cursor, table, criteria):
         """table(id, i0..in): the criteria's sums as of as_of over the touchpoints of the leads in NEED_TABLE."""
@@ -605,40 +543,138 @@ class _Plan:
             cursor.execute(f"DROP TABLE IF EXISTS {table}")
 
 
-def _outcome_sql():
-    handovers = apps.get_model("handover", "Handover")._meta.db_table
-    return Sql(
-        f"CASE WHEN l.stage_id IN ({', '.join(['%s'] * len(WON_STAGES))}) THEN 1 WHEN l.stage_id = %s THEN 0 "
-        f"WHEN EXISTS (SELECT 1 FROM {handovers} h WHERE h.lead_id = l.id AND h.status = 'accepted') THEN 1 "
-        f"WHEN EXISTS (SELECT 1 FROM {handovers} h WHERE h.lead_id = l.id AND h.status = 'rejected') THEN 0 "
-        "END",
-        [*WON_STAGES, lifecycle.LOST],
-    )
-
-
 def _settings(d, cursor):
     if d.postgres:
         cursor.execute("SET LOCAL jit = off")  # compiling these one-off statements costs more than it saves
         cursor.execute("SET LOCAL work_mem = '128MB'")
+        # The pass over every lead is worth splitting across workers even where the planner's cost model, which
+        # underrates these expressions, would not.
+        cursor.execute("SET LOCAL parallel_setup_cost = 0")
+        cursor.execute("SET LOCAL parallel_tuple_cost = 0")
 
 
-def _grouping(d, cursor, sql):
-    """Run a grouping pass (see _Plan.grouping_sql) with the planner settings it needs, and only it."""
+def _float_array(blob):
+    """A float8[] without NULLs as array_send writes it: a header, then per element its length (8) and value."""
+    blob = bytes(blob)
+    dimensions, has_nulls = int.from_bytes(blob[0:4], "big"), int.from_bytes(blob[4:8], "big")
+    if has_nulls:
+        raise ValueError("a what-if column holds NULL")
+    elements = np.frombuffer(blob, dtype=[("length", ">i4"), ("value", ">f8")], offset=12 + 8 * dimensions)
+    return elements["value"].astype(np.float64)
+
+
+class _Leads:
+    """The leads of a pass as columns (numpy arrays): id, stored score, the PACKED values, fit and interest."""
+
+    def __init__(self, ids, old_score, packed, fit, interest):
+        self.id = ids.astype(np.int64)
+        self.old_score, self.fit, self.interest = old_score, fit, interest
+        packed = packed.astype(np.int64)
+        for name, radix in PACKED:
+            packed, value = np.divmod(packed, radix)
+            setattr(self, name, value)
+
+    @classmethod
+    def read(cls, d, cursor, sql):
+        cursor.execute(sql.text, sql.params)
+        if d.postgres:
+            columns = [_float_array(blob) for blob in cursor.fetchone()]
+        else:
+            rows = cursor.fetchall()
+            table = np.array(rows, dtype=np.float64).reshape(len(rows), 5)
+            columns = [table[:, index] for index in range(5)]
+        return cls(*columns)
+
+    def without(self, mask):
+        """These leads but those where mask is true."""
+        keep = ~mask
+        return self._of({name: value[keep] for name, value in vars(self).items()})
+
+    def plus(self, other):
+        return self._of(
+            {name: np.concatenate([value, getattr(other, name)]) for name, value in vars(self).items()}
+        )
+
+    @classmethod
+    def _of(cls, values):
+        leads = cls.__new__(cls)
+        vars(leads).update(values)
+        return leads
+
+    def __len__(self):
+        return len(self.id)
+
+
+def _passes(d, cursor, plan, *, since, outcomes_only=False):
+    """Every lead in scope under the version (or only those with a known outcome): the pass over the leads, then,
+    for those without fresh accumulators (or every lead, without an active version), a second one counting
+    their interest from their touchpoints."""
+    handed = _handover_outcomes(d, cursor)
+    only = handed[0] if outcomes_only else None
+    leads = None
+    if not plan.all_from_touchpoints:
+        leads = _Leads.read(d, cursor, plan.columns_sql(since=since, outcomes_only=only))
+    if plan.all_from_touchpoints or leads.waiting.any():
+        if not plan.with_all:
+            plan.prepare_waiting(cursor)
+        waiting = _Leads.read(d, cursor, plan.columns_sql(since=since, waiting_only=True, outcomes_only=only))
+        leads = waiting if leads is None else leads.without(leads.waiting == 1).plus(waiting)
+    # The stage decides where it tells (won, lost); else a decided handover does.
+    ids, outcomes = handed
+    place = np.minimum(np.searchsorted(ids, leads.id), max(len(ids) - 1, 0))
+    found = ids[place] == leads.id if len(ids) else np.zeros(len(leads), dtype=bool)
+    leads.outcome = np.where(
+        leads.outcome > 0, leads.outcome, np.where(found, outcomes[place] if len(ids) else 0, 0)
+    )
+    return leads
+
+
+def _handover_outcomes(d, cursor):
+    """(lead ids in order, outcome 2 or 1) of the leads with a decided handover: accepted beats rejected."""
+    sql = (
+        "SELECT lead_id, MAX(CASE WHEN status = 'accepted' THEN 2 ELSE 1 END) AS outcome "
+        f"FROM {HANDOVER} WHERE status IN ('accepted', 'rejected') GROUP BY lead_id"
+    )
     if d.postgres:
-        # Few groups (a few hundred), though the planner cannot know it: hash them rather than sort 1M rows;
-        # and the pass over every lead is worth splitting across workers even where the planner's cost model,
-        # which underrates these expressions, would not.
-        for setting in ("enable_sort = off", "parallel_setup_cost = 0", "parallel_tuple_cost = 0"):
-            cursor.execute(f"SET LOCAL {setting}")
-    cursor.execute(sql.text, sql.params)
-    rows = cursor.fetchall()
-    if d.postgres:
-        for setting in ("enable_sort", "parallel_setup_cost", "parallel_tuple_cost"):
-            cursor.execute(f"SET LOCAL {setting} TO DEFAULT")
-    return rows
+        cursor.execute(
+            "SELECT array_send(lc_collect_float8(CAST(lead_id AS double precision))), "
+            f"array_send(lc_collect_float8(CAST(outcome AS double precision))) FROM ({sql}) h"
+        )
+        ids, outcomes = (_float_array(blob) for blob in cursor.fetchone())
+    else:
+        cursor.execute(sql)
+        rows = np.array(cursor.fetchall(), dtype=np.float64).reshape(-1, 2)
+        ids, outcomes = rows[:, 0], rows[:, 1]
+    order = np.argsort(ids, kind="stable")
+    return ids[order].astype(np.int64), outcomes[order].astype(np.int64)
 
 
-# --- The figures ---------------------------------------------------------------------------------------------
+class _Classified:
+    """The version's classification of each lead, as evaluator.classify makes it, beside the stored one."""
+
+    def __init__(self, leads, version):
+        v = version
+        ko = leads.ko == 1
+        self.score = leads.fit + leads.interest
+        self.band = np.where(ko | (self.score < v.yellow_from), 0, np.where(self.score >= v.green_from, 2, 1))
+        self.temperature = np.where(
+            ko | (self.score < v.warm_from), 0, np.where(self.score >= v.hot_from, 2, 1)
+        )
+        letter = (
+            (leads.fit >= v.fit_c_from).astype(int)
+            + (leads.fit >= v.fit_b_from)
+            + (leads.fit >= v.fit_a_from)
+        )
+        digit = (
+            (leads.interest >= v.interest_3_from).astype(int)
+            + (leads.interest >= v.interest_2_from)
+            + (leads.interest >= v.interest_1_from)
+        )
+        # The grade's place in GRADES ("A1" … "D4"): letters A…D from fit, digits 1…4 from interest.
+        self.grade = (3 - letter) * 4 + (3 - digit)
+        self.mql = ~ko & (self.score >= v.mql_threshold)
+        if v.min_fit_for_mql is not None:
+            self.mql &= leads.fit >= v.min_fit_for_mql
 
 
 def _histogram_edges(version):
@@ -650,190 +686,138 @@ def _histogram_edges(version):
     return start, step, bins
 
 
-def compute(version, *, as_of=None) -> dict:
-    """The what-if and backtest of `version` against what the leads carry now (see the module docstring).
-
-    One pass over the leads groups them by their stored and their new classification (and score bin); a second
-    pass covers the leads without fresh accumulators, if any; the sample of changed leads and the backtest read
-    only the leads they need.
-    """
-    as_of = as_of or timezone.now()
+def _plan_and_run(version, as_of, work):
     d = Dialect(connection.vendor)
     plan = _Plan(d, version, as_of=as_of)
-    start, step, bins = _histogram_edges(version)
-    since = as_of - timedelta(days=WINDOW_DAYS)
     with transaction.atomic(), connection.cursor() as cursor:
         _settings(d, cursor)
         plan.prepare(cursor)
-        groups = []
-        if not plan.all_from_touchpoints:
-            grouped = plan.grouping_sql(since=since, start=start, step=step, bins=bins)
-            groups = [_classified(plan.unpack(row)) for row in _grouping(d, cursor, grouped)]
-        if plan.all_from_touchpoints or any(group["waiting"] for group in groups):
-            if not plan.with_all:
-                plan.prepare_waiting(cursor)
-            grouped = plan.grouping_sql(since=since, start=start, step=step, bins=bins, waiting_only=True)
-            groups = [group for group in groups if not group["waiting"]]
-            groups += [_classified(plan.unpack(row)) for row in _grouping(d, cursor, grouped)]
-        result = _figures(groups, as_of=as_of, edges=[round(start + i * step, 6) for i in range(bins + 1)])
-        result["changed"] = _changed_sample(cursor, plan, groups)
-        result["capacity"] = _capacity(as_of)
-        result["backtest"] = _backtest(d, cursor, plan, version)
+        result = work(d, cursor, plan)
         plan.finish(cursor)
     return result
+
+
+def compute(version, *, as_of=None) -> dict:
+    """The what-if and backtest of `version` against what the leads carry now (see the module docstring).
+
+    One pass over the leads gives each lead's stored values and its fit and interest under the version; a second
+    pass covers the leads without fresh accumulators, if any. numpy classifies and counts; the backtest uses the
+    leads among them whose outcome is known, and the sample of changed leads reads only their names.
+    """
+    as_of = as_of or timezone.now()
+    since = as_of - timedelta(days=WINDOW_DAYS)
+
+    def work(d, cursor, plan):
+        leads = _passes(d, cursor, plan, since=since)
+        new = _Classified(leads, version)
+        start, step, bins = _histogram_edges(version)
+        result = _figures(leads, new, as_of=as_of, start=start, step=step, bins=bins)
+        result["changed"] = _changed_sample(cursor, leads, new)
+        result["capacity"] = _capacity(as_of)
+        result["backtest"] = _backtest(leads, new)
+        return result
+
+    return _plan_and_run(version, as_of, work)
 
 
 def backtest(version, *, as_of=None) -> dict:
     """The backtest alone: the version and the stored scores on the leads with a known outcome."""
     as_of = as_of or timezone.now()
-    d = Dialect(connection.vendor)
-    plan = _Plan(d, version, as_of=as_of)
-    with transaction.atomic(), connection.cursor() as cursor:
-        _settings(d, cursor)
-        plan.prepare(cursor)
-        if plan.uses_signals and not plan.with_all:
-            plan.prepare_waiting(cursor)
-        result = _backtest(d, cursor, plan, version)
-        plan.finish(cursor)
-    return result
+    since = as_of - timedelta(days=WINDOW_DAYS)
+
+    def work(d, cursor, plan):
+        leads = _passes(d, cursor, plan, since=since, outcomes_only=True)
+        return _backtest(leads, _Classified(leads, version))
+
+    return _plan_and_run(version, as_of, work)
 
 
-FIT_LETTERS = "DCBA"  # by how many of the C, B and A boundaries a lead's fit reaches
-INTEREST_DIGITS = "4321"
+def _counts(values, labels, mask=None):
+    counted = np.bincount(values if mask is None else values[mask], minlength=len(labels))
+    return {label: int(counted[index]) for index, label in enumerate(labels)}
 
 
-def _classified(row):
-    """A group of the grouping pass with the version's classification, as evaluator.classify makes it."""
-    old_band, old_temperature = BANDS[row[0]], TEMPERATURES[row[1]]
-    old_grade = GRADES[row[2]] if row[2] < len(GRADES) else ""
-    (
-        _old_band,
-        _old_temperature,
-        _old_grade,
-        old_mql,
-        old_bin,
-        recent,
-        mql_stage,
-        waiting,
-        ko,
-        band_i,
-        temperature_i,
-        fit_i,
-        interest_i,
-        mql_ok,
-        bin_,
-        count,
-        low_id,
-        high_id,
-    ) = row
-    band = "red" if ko else BANDS[band_i]
-    temperature = "cold" if ko else TEMPERATURES[temperature_i]
-    return {
-        "old": (old_band, old_temperature, old_grade, bool(old_mql), old_bin),
-        "new": (
-            band,
-            temperature,
-            FIT_LETTERS[fit_i] + INTEREST_DIGITS[interest_i],
-            bool(mql_ok and not ko),
-            bin_,
-        ),
-        "recent": bool(recent),
-        "mql_stage": bool(mql_stage),
-        "waiting": bool(waiting),
-        "count": count,
-        "ids": (low_id, high_id),
-    }
+def _figures(leads, new, *, as_of, start, step, bins):
+    grades_or_none = [*GRADES, ""]  # a stored grade of 16: none yet
 
+    def binned(scores):
+        return np.clip(np.floor((scores - start) / step), 0, bins - 1).astype(np.int64)
 
-def _figures(groups, *, as_of, edges):
-    bins = len(edges) - 1
+    recent = leads.recent == 1
+    old_mql = leads.old_mql == 1
     sides = {
-        side: {
-            "bands": dict.fromkeys(BANDS, 0),
-            "temperatures": dict.fromkeys(TEMPERATURES, 0),
-            "grades": dict.fromkeys(GRADES, 0),
-            "mql": 0,
-            "mql_per_week": 0,
-        }
-        for side in ("draft", "active")
+        "draft": {
+            "bands": _counts(new.band, BANDS),
+            "temperatures": _counts(new.temperature, TEMPERATURES),
+            "grades": _counts(new.grade, GRADES),
+            "mql": int(new.mql.sum()),
+            "mql_per_week": round(int((new.mql & recent).sum()) * 7 / WINDOW_DAYS, 1),
+            "mql_at_activation": int((new.mql & ~old_mql & (leads.mql_stage == 1)).sum()),
+        },
+        "active": {
+            "bands": _counts(leads.old_band, BANDS),
+            "temperatures": _counts(leads.old_temperature, TEMPERATURES),
+            "grades": {
+                grade: n for grade, n in _counts(leads.old_grade, grades_or_none).items() if grade or n
+            },
+            "mql": int(old_mql.sum()),
+            "mql_per_week": round(int((old_mql & recent).sum()) * 7 / WINDOW_DAYS, 1),
+        },
     }
-    recent = {"draft": 0, "active": 0}
-    histogram = {"draft": [0] * bins, "active": [0] * bins}
-    moves = {}
-    at_activation = scope = waiting = 0
-    for group in groups:
-        n = group["count"]
-        scope += n
-        waiting += n if group["waiting"] else 0
-        for side, key in (("draft", "new"), ("active", "old")):
-            band, temperature, grade, mql, bin_ = group[key]
-            figures = sides[side]
-            figures["bands"][band] = figures["bands"].get(band, 0) + n
-            figures["temperatures"][temperature] = figures["temperatures"].get(temperature, 0) + n
-            figures["grades"][grade] = figures["grades"].get(grade, 0) + n
-            if mql:
-                figures["mql"] += n
-                recent[side] += n if group["recent"] else 0
-            histogram[side][bin_] += n
-        if group["old"][0] != group["new"][0]:
-            moves[(group["old"][0], group["new"][0])] = moves.get((group["old"][0], group["new"][0]), 0) + n
-        if group["new"][3] and not group["old"][3] and group["mql_stage"]:
-            at_activation += n
-    for side in sides:
-        sides[side]["mql_per_week"] = round(recent[side] * 7 / WINDOW_DAYS, 1)
-    sides["draft"]["mql_at_activation"] = at_activation
-    order = {band: index for index, band in enumerate(BANDS)}
+    moved = leads.old_band != new.band
+    pairs = np.bincount(leads.old_band[moved] * 3 + new.band[moved], minlength=9)
     band_moves = [
-        {"from": old, "to": new, "count": count}
-        for (old, new), count in sorted(
-            moves.items(), key=lambda item: (order.get(item[0][0], 9), order.get(item[0][1], 9))
-        )
+        {"from": BANDS[index // 3], "to": BANDS[index % 3], "count": int(count)}
+        for index, count in enumerate(pairs)
+        if count
     ]
+    scope = len(leads)
+    edges = [round(start + i * step, 6) for i in range(bins + 1)]
     return {
         "scope": scope,
         "as_of": as_of.isoformat(),
         "window_days": WINDOW_DAYS,
         "sides": sides,
         "band_moves": band_moves,
-        "changed_total": sum(move["count"] for move in band_moves),
-        "waiting": waiting,
-        "histogram": {"edges": edges, **histogram} if scope else {"edges": [], "draft": [], "active": []},
+        "changed_total": int(moved.sum()),
+        "waiting": int((leads.waiting == 1).sum()),
+        "histogram": {
+            "edges": edges,
+            "draft": np.bincount(binned(new.score), minlength=bins).tolist(),
+            "active": np.bincount(binned(leads.old_score), minlength=bins).tolist(),
+        }
+        if scope
+        else {"edges": [], "draft": [], "active": []},
     }
 
 
-def _changed_sample(cursor, plan, groups):
-    """Up to SAMPLE leads that change band, the largest score changes first. Over many leads, among candidates
-    from every group of leads that changes band (the grouping pass names two of each: its lowest and highest
-    id); over few, among all of them."""
-    changed = [group for group in groups if group["old"][0] != group["new"][0]]
-    if not changed:
+def _changed_sample(cursor, leads, new):
+    """Up to SAMPLE leads that change band: the largest score changes first (then by id)."""
+    moved = np.flatnonzero(leads.old_band != new.band)
+    if not len(moved):
         return []
-    if sum(group["count"] for group in groups) <= SAMPLE_ALL_UP_TO:
-        where = Sql()
-        having = " WHERE r.old_band <> r.band"
-    else:
-        candidates = sorted(changed, key=lambda group: -abs(group["new"][4] - group["old"][4]))
-        ids = sorted({pk for group in candidates[: SAMPLE * 3] for pk in group["ids"] if pk is not None})
-        where = Sql(f" AND l.id IN ({', '.join(['%s'] * len(ids))})", ids)
-        having = ""
-    sql = Sql(
-        "SELECT r.id, l.first_name, l.last_name, l.email, l.external_id, r.old_band, r.band, r.old_score, r.score "
-        "FROM ("
+    change = np.abs(new.score[moved] - leads.old_score[moved])
+    chosen = moved[np.lexsort((leads.id[moved], -change))[:SAMPLE]]
+    ids = [int(pk) for pk in leads.id[chosen]]
+    cursor.execute(
+        f"SELECT id, first_name, last_name, email, external_id FROM {LEAD} "
+        f"WHERE id IN ({', '.join(['%s'] * len(ids))})",
+        ids,
     )
-    sql += plan.rows_sql(where=where)
-    sql += f") r JOIN {LEAD} l ON l.id = r.id{having}"
-    cursor.execute(sql.text, sql.params)
-    found = sorted(cursor.fetchall(), key=lambda row: (-abs(row[8] - row[7]), row[0]))[:SAMPLE]
+    names = {
+        pk: f"{first} {last}".strip() or email or external_id or f"#{pk}"
+        for pk, first, last, email, external_id in cursor.fetchall()
+    }
     return [
         {
-            "id": pk,
-            "name": f"{first} {last}".strip() or email or external_id or f"#{pk}",
-            "old_band": old_band,
-            "band": band,
-            "old_score": round(old_score, 1),
-            "score": round(score, 1),
+            "id": int(leads.id[index]),
+            "name": names.get(int(leads.id[index]), f"#{int(leads.id[index])}"),
+            "old_band": BANDS[leads.old_band[index]],
+            "band": BANDS[new.band[index]],
+            "old_score": round(float(leads.old_score[index]), 1),
+            "score": round(float(new.score[index]), 1),
         }
-        for pk, first, last, email, external_id, old_band, band, old_score, score in found
+        for index in chosen
     ]
 
 
@@ -879,92 +863,74 @@ def _rate(positives, n):
 
 def roc_auc(pairs):
     """ROC AUC of (score, outcome) pairs: the chance that a converted lead outscores one that did not (ties: ½)."""
-    positives = sum(1 for _, outcome in pairs if outcome)
-    negatives = len(pairs) - positives
-    if not positives or not negatives:
-        return None
-    ordered = sorted(pairs, key=lambda pair: pair[0])
-    rank_sum = 0.0
-    index = 0
-    while index < len(ordered):
-        end = index
-        while end + 1 < len(ordered) and ordered[end + 1][0] == ordered[index][0]:
-            end += 1
-        average_rank = (index + end) / 2 + 1  # ranks from 1; ties share their average
-        rank_sum += average_rank * sum(1 for k in range(index, end + 1) if ordered[k][1])
-        index = end + 1
-    return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
+    return logit.roc_auc([score for score, _ in pairs], [outcome for _, outcome in pairs])
 
 
 def top_decile_lift(pairs):
     """Conversion in the top tenth by score (ties at the cut go in by lead order) over the overall rate."""
-    if not pairs:
+    return _top_decile_lift(np.array([score for score, _ in pairs], dtype=float), [o for _, o in pairs])
+
+
+def _top_decile_lift(scores, outcomes):
+    """As top_decile_lift, over scores and outcomes in lead order."""
+    outcomes = np.asarray(outcomes, dtype=float)
+    if not len(outcomes):
         return None
-    base = sum(outcome for _, outcome in pairs) / len(pairs)
+    base = outcomes.mean()
     if not base:
         return None
-    size = max(1, math.ceil(len(pairs) / 10))
-    top = sorted(pairs, key=lambda pair: -pair[0])[:size]
-    return (sum(outcome for _, outcome in top) / size) / base
+    size = max(1, math.ceil(len(outcomes) / 10))
+    top = np.lexsort((np.arange(len(outcomes)), -scores))[:size]
+    return (outcomes[top].sum() / size) / base
 
 
-def _side_backtest(rows):
-    """rows: (id, score, band, grade, mql, outcome) sorted by id."""
-    pairs = [(score, outcome) for _, score, _, _, _, outcome in rows]
-    by_band = {band: {"n": 0, "positives": 0} for band in BANDS}
-    by_grade = {grade: {"n": 0, "positives": 0} for grade in GRADES}
-    # Counted per (band or grade, outcome) first: a million leads bring 150,000 outcomes, and a dict update per
-    # lead and table took half a second per side.
-    for table, column in ((by_band, 2), (by_grade, 3)):
-        for (key, outcome), count in Counter((row[column], row[5]) for row in rows).items():
-            cell = table.setdefault(key, {"n": 0, "positives": 0})
-            cell["n"] += count
-            cell["positives"] += outcome * count
-    flagged = [outcome for _id, _score, _band, _grade, mql, outcome in rows if mql]
-    at_threshold, true_positive = len(flagged), sum(flagged)
-    for table in (by_band, by_grade):
-        for cell in table.values():
-            cell["rate"] = _rate(cell["positives"], cell["n"])
-    positives = sum(outcome for _, outcome in pairs)
-    auc = roc_auc(pairs)
-    lift = top_decile_lift(pairs)
+def _side_backtest(scores, bands, grades, mql, outcomes):
+    """One side's figures over the leads with an outcome (in id order): outcomes 1 converted, 0 not."""
+    by_band, by_grade = {}, {}
+    # Grades: also "" (16), a stored grade of none yet, listed only where such a lead has an outcome.
+    for table, values, labels in ((by_band, bands, BANDS), (by_grade, grades, [*GRADES, ""])):
+        n = np.bincount(values, minlength=len(labels))
+        positives = np.bincount(values, weights=outcomes, minlength=len(labels))
+        for index, label in enumerate(labels):
+            if label or n[index]:
+                cell = table[label] = {"n": int(n[index]), "positives": int(positives[index])}
+                cell["rate"] = _rate(cell["positives"], cell["n"])
+    at_threshold, true_positive = int(mql.sum()), int(outcomes[mql].sum())
+    auc = logit.roc_auc(scores, outcomes)
+    lift = _top_decile_lift(scores, outcomes)
     return {
         "auc": None if auc is None else round(auc, 4),
-        "top_decile_lift": None if lift is None else round(lift, 3),
+        "top_decile_lift": None if lift is None else round(float(lift), 3),
         "precision": _rate(true_positive, at_threshold),
-        "recall": _rate(true_positive, positives),
+        "recall": _rate(true_positive, int(outcomes.sum())),
         "at_threshold": at_threshold,
         "by_band": by_band,
         "by_grade": by_grade,
     }
 
 
-def _backtest(d, cursor, plan, version):
+def _backtest(leads, new):
     """The version's scores and the stored ones on the leads whose outcome is known."""
-    outcome = _outcome_sql()
-    extra = Sql("")
-    extra += outcome
-    extra += " AS outcome, "
-    where = Sql("")
-    sql = Sql(
-        f"SELECT r.id, r.score, r.band, r.grade, {d.flag('r.mql')}, r.old_score, r.old_band, r.old_grade, "
-    )
-    sql += "r.old_mql, r.outcome FROM ("
-    sql += plan.rows_sql(extra_columns=extra, where=where, outcomes_only=True)
-    sql += ") r ORDER BY r.id"
-    cursor.execute(sql.text, sql.params)
-    rows = cursor.fetchall()
-    draft = [(r[0], r[1], r[2], r[3], bool(r[4]), int(r[9])) for r in rows]
-    active = [(r[0], r[5], r[6], r[7], bool(r[8]), int(r[9])) for r in rows]
+    known = np.flatnonzero(leads.outcome > 0)
+    known = known[np.argsort(leads.id[known], kind="stable")]
+    outcomes = (leads.outcome[known] == 2).astype(np.int64)
     return {
-        "n": len(rows),
-        "positives": sum(row[5] for row in draft),
+        "n": int(len(known)),
+        "positives": int(outcomes.sum()),
         "min_trust": MIN_TRUST,
         "outcome": _(
             "Converted: won, or accepted by sales and not lost. Not converted: lost, or rejected by sales."
         ),
-        "draft": _side_backtest(draft),
-        "active": _side_backtest(active),
+        "draft": _side_backtest(
+            new.score[known], new.band[known], new.grade[known], new.mql[known], outcomes
+        ),
+        "active": _side_backtest(
+            leads.old_score[known],
+            leads.old_band[known],
+            leads.old_grade[known],
+            leads.old_mql[known] == 1,
+            outcomes,
+        ),
     }
 
 
