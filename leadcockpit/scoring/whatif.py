@@ -334,6 +334,16 @@ class _Plan:
             )
         else:
             self.fit_gone, self.fit_came = [], self.fit
+        # A criterion whose condition stayed and whose points changed: one condition, the difference of points.
+        gone_by_key = {c.key: c for c in self.fit_gone}
+        self.fit_repointed = [
+            (gone_by_key[c.key], c)
+            for c in self.fit_came
+            if c.key in gone_by_key and _fit_spec(gone_by_key[c.key])[:4] == _fit_spec(c)[:4]
+        ]
+        repointed = {new.key for _old, new in self.fit_repointed}
+        self.fit_gone = [c for c in self.fit_gone if c.key not in repointed]
+        self.fit_came = [c for c in self.fit_came if c.key not in repointed]
         self.scope = _scope(d, version, versions)
         self.uses_signals = self.active is not None and bool(self.interest)
         self.with_new = self.uses_signals and bool(self.new_matchers)
@@ -362,6 +372,10 @@ class _Plan:
         for criterion in self.fit_came:
             delta += " + "
             delta += _fit_term(self.d, criterion)
+        for old, new in self.fit_repointed:
+            params = []
+            condition = condition_sql(self.d, new.field, new.operator, new.value, params)
+            delta += Sql(f" + (CASE WHEN {condition} THEN %s ELSE 0 END)", [*params, new.points - old.points])
         sql = Sql("(CASE WHEN l.scored_at IS NULL THEN ")
         sql += full
         sql += " ELSE "
