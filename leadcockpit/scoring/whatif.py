@@ -27,6 +27,7 @@ import time
 from datetime import UTC, timedelta
 
 import numpy as np
+import psycopg
 from django.apps import apps
 from django.db import connection, transaction
 from django.utils import timezone
@@ -459,16 +460,7 @@ class _Plan:
             packed += Sql(f"{multiplier} * ({parts[name].text})", parts[name].params)
             multiplier *= radix
         packed += ")"
-        columns = [Sql("l.id"), Sql("l.score"), packed, fit, interest]
-        sql = Sql("SELECT ")
-        for index, column in enumerate(columns):
-            sql += ", " if index else ""
-            if d.postgres:
-                sql += "array_send(lc_collect_float8(CAST("
-                sql += column
-                sql += " AS double precision)))"
-            else:
-                sql += column
+        sql = _select_columns(d, [Sql("l.id"), Sql("l.score"), packed, fit, interest])
         sql += " FROM "
         sql += self.from_sql(waiting_only=waiting_only, outcomes_only=outcomes_only)
         return sql
@@ -577,6 +569,33 @@ def _float_array(blob):
     return elements["value"].astype(np.float64)
 
 
+def _select_columns(d, columns):
+    """SELECT of these columns: on PostgreSQL each as one float8[] over all rows (see _read_columns)."""
+    sql = Sql("SELECT ")
+    for index, column in enumerate(columns):
+        sql += ", " if index else ""
+        if d.postgres:
+            sql += "array_send(lc_collect_float8(CAST("
+            sql += column
+            sql += " AS double precision)))"
+        else:
+            sql += column
+    return sql
+
+
+def _read_columns(d, cursor, sql, width):
+    """The columns of a _select_columns query as float arrays. On PostgreSQL in binary, on the cursor's
+    connection and transaction: as text, the arrays (12 bytes a lead each) would travel hex-encoded, twice the
+    size."""
+    if d.postgres:
+        with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as binary:
+            binary.execute(sql.text, sql.params, binary=True)
+            return [_float_array(blob) for blob in binary.fetchone()]
+    cursor.execute(sql.text, sql.params)
+    table = np.array(cursor.fetchall(), dtype=np.float64).reshape(-1, width)
+    return [table[:, index] for index in range(width)]
+
+
 class _Leads:
     """The leads of a pass as columns (numpy arrays): id, stored score, the PACKED values, fit and interest."""
 
@@ -590,14 +609,7 @@ class _Leads:
 
     @classmethod
     def read(cls, d, cursor, sql):
-        cursor.execute(sql.text, sql.params)
-        if d.postgres:
-            columns = [_float_array(blob) for blob in cursor.fetchone()]
-        else:
-            rows = cursor.fetchall()
-            table = np.array(rows, dtype=np.float64).reshape(len(rows), 5)
-            columns = [table[:, index] for index in range(5)]
-        return cls(*columns)
+        return cls(*_read_columns(d, cursor, sql, 5))
 
     def without(self, mask):
         """These leads but those where mask is true."""
@@ -645,20 +657,12 @@ def _passes(d, cursor, plan, *, since, outcomes_only=False):
 
 def _handover_outcomes(d, cursor):
     """(lead ids in order, outcome 2 or 1) of the leads with a decided handover: accepted beats rejected."""
-    sql = (
-        "SELECT lead_id, MAX(CASE WHEN status = 'accepted' THEN 2 ELSE 1 END) AS outcome "
-        f"FROM {HANDOVER} WHERE status IN ('accepted', 'rejected') GROUP BY lead_id"
+    sql = _select_columns(d, [Sql("h.lead_id"), Sql("h.outcome")])
+    sql += (
+        " FROM (SELECT lead_id, MAX(CASE WHEN status = 'accepted' THEN 2 ELSE 1 END) AS outcome "
+        f"FROM {HANDOVER} WHERE status IN ('accepted', 'rejected') GROUP BY lead_id) h"
     )
-    if d.postgres:
-        cursor.execute(
-            "SELECT array_send(lc_collect_float8(CAST(lead_id AS double precision))), "
-            f"array_send(lc_collect_float8(CAST(outcome AS double precision))) FROM ({sql}) h"
-        )
-        ids, outcomes = (_float_array(blob) for blob in cursor.fetchone())
-    else:
-        cursor.execute(sql)
-        rows = np.array(cursor.fetchall(), dtype=np.float64).reshape(-1, 2)
-        ids, outcomes = rows[:, 0], rows[:, 1]
+    ids, outcomes = _read_columns(d, cursor, sql, 2)
     order = np.argsort(ids, kind="stable")
     return ids[order].astype(np.int64), outcomes[order].astype(np.int64)
 
