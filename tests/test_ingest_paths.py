@@ -136,6 +136,18 @@ def test_an_event_for_a_known_lead_is_one_prepared_statement_and_no_orm_query(dj
         assert actions.ingest(events=[event]).duplicates == 1
 
 
+def test_an_event_for_a_lead_a_worker_is_rescoring_takes_back_the_claim():
+    """The worker may have read the lead's touchpoints before this event: its mark must outlive the rescore."""
+    lead = LeadFactory()
+    DirtyLead.objects.create(lead=lead, claimed_at=timezone.now())
+    event = EventIn.model_validate(
+        {"event_id": str(uuid.uuid4()), "type": "page_view", "occurred_at": timezone.now().isoformat(),
+         "email": lead.email}
+    )  # fmt: skip
+    assert actions.ingest(events=[event]).accepted == 1
+    assert DirtyLead.objects.get(lead=lead).claimed_at is None
+
+
 def test_events_naming_a_merged_leads_former_address_or_id_reach_the_kept_lead():
     from leadcockpit.leads.actions import merge_leads
 

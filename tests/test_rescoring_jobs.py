@@ -63,6 +63,49 @@ def test_rescoring_dirty_leads_twice_does_nothing_more(model):
 
 
 @pytest.mark.django_db
+def test_a_lead_marked_again_while_it_is_rescored_stays_marked_for_the_next_run(model, monkeypatch):
+    """The worker's claim commits before it rescores; a mark made meanwhile (the rescore may not have seen the
+    new activity) clears the claim, so forgetting the claimed marks leaves that one."""
+    lead = LeadFactory()
+    actions.mark_dirty(lead_ids=[lead.pk])
+    rescore = actions.rescore
+
+    def rescore_while_new_activity_arrives(**kwargs):
+        assert DirtyLead.objects.get(lead=lead).claimed_at is not None  # claimed, and committed
+        actions.mark_dirty(lead_ids=[lead.pk])
+        return rescore(**kwargs)
+
+    monkeypatch.setattr(actions, "rescore", rescore_while_new_activity_arrives)
+    assert actions.rescore_dirty().scored == 1
+    assert DirtyLead.objects.filter(lead=lead, claimed_at=None).exists()
+    monkeypatch.setattr(actions, "rescore", rescore)
+    assert actions.rescore_dirty().scored == 1
+    assert not DirtyLead.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_failed_rescore_gives_its_claims_back_and_a_dead_workers_claim_is_taken_again(model, monkeypatch):
+    lead = LeadFactory()
+    actions.mark_dirty(lead_ids=[lead.pk])
+
+    def fails(**kwargs):
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(actions, "rescore", fails)
+    with pytest.raises(RuntimeError):
+        actions.rescore_dirty()
+    assert DirtyLead.objects.get(lead=lead).claimed_at is None
+    monkeypatch.undo()
+
+    # Claimed by a worker that is still at it: left alone. Claimed by one that died long ago: taken again.
+    DirtyLead.objects.update(claimed_at=timezone.now() - timedelta(seconds=30))
+    assert actions.rescore_dirty().scored == 0
+    DirtyLead.objects.update(claimed_at=timezone.now() - actions.CLAIM_TIMEOUT - timedelta(seconds=1))
+    assert actions.rescore_dirty().scored == 1
+    assert not DirtyLead.objects.exists()
+
+
+@pytest.mark.django_db
 def test_a_full_rescore_stopped_after_one_chunk_resumes_to_the_same_result(model):
     for i in range(12):
         lead = LeadFactory(company=CompanyFactory(industry="manufacturing" if i % 2 else "retail"))

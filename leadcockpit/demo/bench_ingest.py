@@ -231,7 +231,9 @@ def _drain_dirty(out, limit_s=120):
 
 
 def _event_to_score(*, port, secret, events, leads, out):
-    """Send an event for a lead through the API; seconds until its scored_at moves past the send."""
+    """Send an event for a lead through the API; seconds until the worker has rescored the lead."""
+    from leadcockpit.scoring.models import DirtyLead
+
     latencies = []
     for lead_id, email in leads:
         # A pricing-page visit moves interest without making most leads MQLs (and mailing their reps).
@@ -249,7 +251,13 @@ def _event_to_score(*, port, secret, events, leads, out):
         if result.count(202) != 1:
             continue
         while time.perf_counter() - started < 30:
-            if Lead.objects.filter(pk=lead_id, scored_at__gte=sent_at).exists():
+            # Rescored: its scored_at moved, or, where the event changed nothing (an interest cap already
+            # reached, as on a dataset that earlier runs filled), the worker forgot the lead's mark: the ingest
+            # statement commits the mark with the touchpoint, and the worker forgets it only after its rescore,
+            # which saw the touchpoint, has committed.
+            if Lead.objects.filter(pk=lead_id, scored_at__gte=sent_at).exists() or not (
+                DirtyLead.objects.filter(lead_id=lead_id).exists()
+            ):
                 latencies.append(time.perf_counter() - started)
                 break
             time.sleep(0.01)

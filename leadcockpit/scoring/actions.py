@@ -4,7 +4,7 @@ import logging
 
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
@@ -16,6 +16,7 @@ from .rescoring import RescoreResult, lead_id_bounds, rescore
 log = logging.getLogger(__name__)
 
 DIRTY_BATCH = 2_000  # one transaction per batch, holding its leads: small batches keep that short
+CLAIM_TIMEOUT = timezone.timedelta(minutes=5)  # a claim this old belongs to a worker that died
 # The decay tick writes a lead when its band, temperature, grade or MQL state changes, or its interest moves by
 # this much: the list shows whole points, and an hourly tick would otherwise rewrite nearly every lead.
 DECAY_TOLERANCE = 0.05
@@ -33,7 +34,13 @@ def mark_dirty(*, lead_ids):
     ids = sorted(set(lead_ids))
     if not ids:
         return
-    DirtyLead.objects.bulk_create([DirtyLead(lead_id=pk) for pk in ids], ignore_conflicts=True)
+    # A mark a worker has claimed is claimed no more: that worker may have read the lead before this change.
+    DirtyLead.objects.bulk_create(
+        [DirtyLead(lead_id=pk) for pk in ids],
+        update_conflicts=True,
+        unique_fields=["lead"],
+        update_fields=["claimed_at"],
+    )
     transaction.on_commit(_enqueue_dirty)
 
 
@@ -77,20 +84,34 @@ def forget_dirty_enqueued():
 
 
 def rescore_dirty(*, batch=DIRTY_BATCH, as_of=None) -> RescoreResult:
-    """Claim up to `batch` dirty leads (skipping rows another worker holds), rescore them, forget the marks.
+    """Claim up to `batch` dirty leads (skipping marks another worker holds), rescore them, forget the marks.
 
-    One transaction: if rescoring fails, the marks come back with the rollback.
+    The claim commits at once and the rescore runs in transactions of its own, so a request marking a lead
+    meanwhile never waits for it (ingest did, for the whole rescore). A lead marked again during the rescore
+    loses its claim and stays for the next run; if the rescore fails, the claims are given back; if the worker
+    dies, they are taken again after CLAIM_TIMEOUT.
     """
+    stamp = timezone.now()
     with transaction.atomic():
         ids = list(
             DirtyLead.objects.select_for_update(skip_locked=True)
+            .filter(Q(claimed_at__isnull=True) | Q(claimed_at__lt=stamp - CLAIM_TIMEOUT))
             .order_by("marked_at")
             .values_list("lead_id", flat=True)[:batch]
         )
-        if not ids:
-            return RescoreResult()
-        DirtyLead.objects.filter(lead_id__in=ids).delete()
-        return rescore(lead_ids=ids, as_of=as_of, recompute=True)
+        DirtyLead.objects.filter(lead_id__in=ids).update(claimed_at=stamp)
+    if not ids:
+        return RescoreResult()
+    try:
+        result = rescore(lead_ids=ids, as_of=as_of, recompute=True)
+    except BaseException:
+        DirtyLead.objects.filter(lead_id__in=ids, claimed_at=stamp).update(claimed_at=None)
+        raise
+    # Only marks still claimed by this run; one a request holds right now stays too (rescored once more).
+    with transaction.atomic():
+        done = DirtyLead.objects.select_for_update(skip_locked=True).filter(lead_id__in=ids, claimed_at=stamp)
+        DirtyLead.objects.filter(lead_id__in=list(done.values_list("lead_id", flat=True))).delete()
+    return result
 
 
 def start_full_rescore(*, reason, as_of=None) -> RescoreJob:

@@ -317,12 +317,18 @@ class ScoreChange(models.Model):
 
 
 class DirtyLead(models.Model):
-    """A lead whose score must be recomputed (new activity, changed attributes); the sweep empties this table."""
+    """A lead whose score must be recomputed (new activity, changed attributes); the sweep empties this table.
+
+    A worker claims marks in one short transaction, rescores, then forgets the marks still claimed by it: marking
+    a lead (ingest, imports, edits) never waits for a rescore to finish."""
 
     lead = models.OneToOneField(
         Lead, verbose_name=_("lead"), on_delete=models.CASCADE, primary_key=True, related_name="+"
     )
     marked_at = models.DateTimeField(_("marked"), auto_now_add=True, db_index=True)
+    # Set while a worker rescores the lead; a new mark meanwhile clears it, so the worker leaves the row for the
+    # next run. A claim older than CLAIM_TIMEOUT (its worker died) is taken again.
+    claimed_at = models.DateTimeField(_("claimed"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("lead to rescore")
