@@ -107,10 +107,10 @@ WITH e AS (
     INSERT INTO capture_visitor (visitor_id, lead_id, identified_at)
     SELECT visitor_id, lead_id, %(now)s FROM identified
     WHERE NOT EXISTS (SELECT 1 FROM needs_more)
-      -- Known already (most events of an identified visitor): a read, not an upsert that locks the row.
-      AND NOT EXISTS (
-          SELECT 1 FROM capture_visitor v WHERE v.visitor_id = identified.visitor_id AND v.lead_id = identified.lead_id
-      )
+      -- Known already (most events of an identified visitor): a read, not an upsert that locks the row. A scalar
+      -- subquery, so one index lookup per visitor: as NOT EXISTS the generic plan hashed the whole table.
+      AND (SELECT v.lead_id FROM capture_visitor v WHERE v.visitor_id = identified.visitor_id)
+          IS DISTINCT FROM identified.lead_id
     ORDER BY visitor_id
     ON CONFLICT (visitor_id) DO UPDATE SET lead_id = EXCLUDED.lead_id, identified_at = EXCLUDED.identified_at
     WHERE capture_visitor.lead_id <> EXCLUDED.lead_id
