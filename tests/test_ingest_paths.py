@@ -136,7 +136,7 @@ def test_an_event_for_a_known_lead_is_one_prepared_statement_and_no_orm_query(dj
         assert actions.ingest(events=[event]).duplicates == 1
 
 
-def test_an_event_for_a_lead_a_worker_is_rescoring_takes_back_the_claim():
+def test_an_event_for_a_lead_a_worker_is_rescoring_flags_the_claimed_mark():
     """The worker may have read the lead's touchpoints before this event: its mark must outlive the rescore."""
     lead = LeadFactory()
     DirtyLead.objects.create(lead=lead, claimed_at=timezone.now())
@@ -145,7 +145,9 @@ def test_an_event_for_a_lead_a_worker_is_rescoring_takes_back_the_claim():
          "email": lead.email}
     )  # fmt: skip
     assert actions.ingest(events=[event]).accepted == 1
-    assert DirtyLead.objects.get(lead=lead).claimed_at is None
+    mark = DirtyLead.objects.get(lead=lead)
+    assert mark.claimed_at is not None  # still the worker's: no second worker takes it meanwhile
+    assert mark.remarked  # ... which releases it for the next run instead of forgetting it
 
 
 def test_events_naming_a_merged_leads_former_address_or_id_reach_the_kept_lead():

@@ -65,20 +65,27 @@ def test_rescoring_dirty_leads_twice_does_nothing_more(model):
 @pytest.mark.django_db
 def test_a_lead_marked_again_while_it_is_rescored_stays_marked_for_the_next_run(model, monkeypatch):
     """The worker's claim commits before it rescores; a mark made meanwhile (the rescore may not have seen the
-    new activity) clears the claim, so forgetting the claimed marks leaves that one."""
+    new activity) flags the claimed mark, which no second worker takes while the first is at it, and which the
+    first releases, rather than forgets, when it is done."""
     lead = LeadFactory()
     actions.mark_dirty(lead_ids=[lead.pk])
     rescore = actions.rescore
+    seen = []
 
     def rescore_while_new_activity_arrives(**kwargs):
         assert DirtyLead.objects.get(lead=lead).claimed_at is not None  # claimed, and committed
         actions.mark_dirty(lead_ids=[lead.pk])
+        mark = DirtyLead.objects.get(lead=lead)
+        seen.append((mark.claimed_at is not None, mark.remarked))
+        monkeypatch.setattr(actions, "rescore", rescore)
+        seen.append(actions.rescore_dirty().scored)  # a second worker: the lead is not its to take
         return rescore(**kwargs)
 
     monkeypatch.setattr(actions, "rescore", rescore_while_new_activity_arrives)
     assert actions.rescore_dirty().scored == 1
-    assert DirtyLead.objects.filter(lead=lead, claimed_at=None).exists()
-    monkeypatch.setattr(actions, "rescore", rescore)
+    assert seen == [(True, True), 0]
+    mark = DirtyLead.objects.get(lead=lead)
+    assert (mark.claimed_at, mark.remarked) == (None, False)  # released for the next run
     assert actions.rescore_dirty().scored == 1
     assert not DirtyLead.objects.exists()
 
@@ -96,6 +103,8 @@ def test_a_failed_rescore_gives_its_claims_back_and_a_dead_workers_claim_is_take
         actions.rescore_dirty()
     assert DirtyLead.objects.get(lead=lead).claimed_at is None
     monkeypatch.undo()
+    actions.mark_dirty(lead_ids=[lead.pk])  # marking an unclaimed lead again flags nothing
+    assert not DirtyLead.objects.get(lead=lead).remarked
 
     # Claimed by a worker that is still at it: left alone. Claimed by one that died long ago: taken again.
     DirtyLead.objects.update(claimed_at=timezone.now() - timedelta(seconds=30))

@@ -118,8 +118,9 @@ WITH e AS (
     INSERT INTO scoring_dirtylead (lead_id, marked_at)
     SELECT lead_id, %(now)s FROM (SELECT DISTINCT lead_id FROM inserted WHERE lead_id IS NOT NULL) touched
     ORDER BY lead_id
-    -- A mark a worker has claimed is claimed no more: the worker's rescore may not see this touchpoint.
-    ON CONFLICT (lead_id) DO UPDATE SET claimed_at = NULL WHERE scoring_dirtylead.claimed_at IS NOT NULL
+    -- A mark a worker holds is marked again: its rescore may not see this touchpoint (scoring.actions.mark_dirty).
+    ON CONFLICT (lead_id) DO UPDATE SET remarked = TRUE
+        WHERE scoring_dirtylead.claimed_at IS NOT NULL AND NOT scoring_dirtylead.remarked
 )
 SELECT EXISTS (SELECT 1 FROM needs_more), (SELECT count(*) FROM inserted),
        (SELECT count(*) FROM inserted WHERE lead_id IS NOT NULL), (SELECT count(*) FROM joined)

@@ -3,7 +3,7 @@
 import logging
 
 from django.core.cache import cache
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Greatest
 from django.utils import timezone
@@ -34,13 +34,18 @@ def mark_dirty(*, lead_ids):
     ids = sorted(set(lead_ids))
     if not ids:
         return
-    # A mark a worker has claimed is claimed no more: that worker may have read the lead before this change.
-    DirtyLead.objects.bulk_create(
-        [DirtyLead(lead_id=pk) for pk in ids],
-        update_conflicts=True,
-        unique_fields=["lead"],
-        update_fields=["claimed_at"],
-    )
+    # An upsert that always takes the row's lock: no worker claims the mark before this transaction commits
+    # (its rescore would miss the change). A mark a worker holds is flagged as marked again: that worker may
+    # have read the lead before the change, so it leaves the mark for the next run.
+    table = DirtyLead._meta.db_table
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            rows = ", ".join(["(%s, %s, NULL, %s)"] * len(chunk))
+            upsert = f"INSERT INTO {table} (lead_id, marked_at, claimed_at, remarked) VALUES {rows} "  # noqa: S608
+            upsert += f"ON CONFLICT (lead_id) DO UPDATE SET remarked = ({table}.claimed_at IS NOT NULL)"
+            cursor.execute(upsert, [value for pk in chunk for value in (pk, now, False)])
     transaction.on_commit(_enqueue_dirty)
 
 
@@ -87,9 +92,10 @@ def rescore_dirty(*, batch=DIRTY_BATCH, as_of=None) -> RescoreResult:
     """Claim up to `batch` dirty leads (skipping marks another worker holds), rescore them, forget the marks.
 
     The claim commits at once and the rescore runs in transactions of its own, so a request marking a lead
-    meanwhile never waits for it (ingest did, for the whole rescore). A lead marked again during the rescore
-    loses its claim and stays for the next run; if the rescore fails, the claims are given back; if the worker
-    dies, they are taken again after CLAIM_TIMEOUT.
+    meanwhile never waits for it (ingest did, for the whole rescore). A claimed lead is no other worker's to
+    take, even when marked again; such a mark is flagged (remarked) and released for the next run when this one
+    ends. If the rescore fails, the claims are given back; if the worker dies, they are taken again after
+    CLAIM_TIMEOUT.
     """
     stamp = timezone.now()
     with transaction.atomic():
@@ -105,12 +111,19 @@ def rescore_dirty(*, batch=DIRTY_BATCH, as_of=None) -> RescoreResult:
     try:
         result = rescore(lead_ids=ids, as_of=as_of, recompute=True)
     except BaseException:
-        DirtyLead.objects.filter(lead_id__in=ids, claimed_at=stamp).update(claimed_at=None)
+        try:  # give the claims back; should that fail too, they are taken again after CLAIM_TIMEOUT
+            DirtyLead.objects.filter(lead_id__in=ids, claimed_at=stamp).update(
+                claimed_at=None, remarked=False
+            )
+        except Exception:  # noqa: BLE001 - the rescore's own error is the one to raise
+            log.warning("could not give back the claims of a failed rescore", exc_info=True)
         raise
-    # Only marks still claimed by this run; one a request holds right now stays too (rescored once more).
+    # Forget the marks of this run, but those marked again meanwhile: they are released for the next run. (A
+    # request marking one right now holds its row; these statements wait the moment it takes to commit.)
     with transaction.atomic():
-        done = DirtyLead.objects.select_for_update(skip_locked=True).filter(lead_id__in=ids, claimed_at=stamp)
-        DirtyLead.objects.filter(lead_id__in=list(done.values_list("lead_id", flat=True))).delete()
+        mine = DirtyLead.objects.filter(lead_id__in=ids, claimed_at=stamp)
+        mine.filter(remarked=False).delete()
+        mine.update(claimed_at=None, remarked=False)
     return result
 
 

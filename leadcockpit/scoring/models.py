@@ -319,16 +319,18 @@ class ScoreChange(models.Model):
 class DirtyLead(models.Model):
     """A lead whose score must be recomputed (new activity, changed attributes); the sweep empties this table.
 
-    A worker claims marks in one short transaction, rescores, then forgets the marks still claimed by it: marking
-    a lead (ingest, imports, edits) never waits for a rescore to finish."""
+    A worker claims marks in one short transaction, rescores, then forgets its marks (and releases those marked
+    again meanwhile): marking a lead (ingest, imports, edits) never waits for a rescore to finish."""
 
     lead = models.OneToOneField(
         Lead, verbose_name=_("lead"), on_delete=models.CASCADE, primary_key=True, related_name="+"
     )
     marked_at = models.DateTimeField(_("marked"), auto_now_add=True, db_index=True)
-    # Set while a worker rescores the lead; a new mark meanwhile clears it, so the worker leaves the row for the
-    # next run. A claim older than CLAIM_TIMEOUT (its worker died) is taken again.
+    # Set while a worker rescores the lead; no other worker takes it then. A claim older than CLAIM_TIMEOUT (its
+    # worker died) is taken again.
     claimed_at = models.DateTimeField(_("claimed"), null=True, blank=True)
+    # Marked again while claimed: the worker may have read the lead before, so it releases the mark, not forgets it.
+    remarked = models.BooleanField(_("marked again"), default=False, db_default=False)
 
     class Meta:
         verbose_name = _("lead to rescore")

@@ -19,6 +19,7 @@ criteria, knock-outs or thresholds previews in one pass over the leads, not over
 A preview runs in a worker (tasks.run_preview); the workbench polls its Preview row.
 """
 
+import functools
 import hashlib
 import json
 import logging
@@ -589,7 +590,14 @@ def _read_columns(d, cursor, sql, width):
     size."""
     if d.postgres:
         with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as binary:
-            binary.execute(sql.text, sql.params, binary=True)
+
+            def execute(text, params, many, context):
+                return binary.execute(text, params, binary=True)
+
+            # Through the connection's execute wrappers, as Django's own cursors go (instrumentation sees it).
+            for wrapper in reversed(connection.execute_wrappers):
+                execute = functools.partial(wrapper, execute)
+            execute(sql.text, sql.params, False, {"connection": connection, "cursor": binary})
             return [_float_array(blob) for blob in binary.fetchone()]
     cursor.execute(sql.text, sql.params)
     table = np.array(cursor.fetchall(), dtype=np.float64).reshape(-1, width)
