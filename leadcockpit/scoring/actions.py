@@ -3,7 +3,7 @@
 import logging
 
 from django.core.cache import cache
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Greatest
 from django.utils import timezone
@@ -118,13 +118,36 @@ def rescore_dirty(*, batch=DIRTY_BATCH, as_of=None) -> RescoreResult:
         except Exception:  # noqa: BLE001 - the rescore's own error is the one to raise
             log.warning("could not give back the claims of a failed rescore", exc_info=True)
         raise
-    # Forget the marks of this run, but those marked again meanwhile: they are released for the next run. (A
-    # request marking one right now holds its row; these statements wait the moment it takes to commit.)
-    with transaction.atomic():
-        mine = DirtyLead.objects.filter(lead_id__in=ids, claimed_at=stamp)
-        mine.filter(remarked=False).delete()
-        mine.update(claimed_at=None, remarked=False)
+    _forget_claims(ids, stamp)
     return result
+
+
+def _forget_claims(ids, stamp):
+    """Forget the marks this run claimed, but those marked again meanwhile: they are released for the next run.
+
+    The rows are locked in lead order, as ingest and mark_dirty lock them, so the two do not deadlock; a request
+    marking one right now holds it for the moment it takes to commit. A marking transaction that locks out of
+    order (several mark_dirty calls) can still deadlock with this one: PostgreSQL breaks that, and this tries
+    again rather than leave the claims to time out.
+    """
+    for attempt in range(3):
+        try:
+            with transaction.atomic():
+                mine = list(
+                    DirtyLead.objects.select_for_update()
+                    .filter(lead_id__in=ids, claimed_at=stamp)
+                    .order_by("lead_id")
+                    .values_list("lead_id", "remarked")
+                )
+                DirtyLead.objects.filter(lead_id__in=[pk for pk, again in mine if not again]).delete()
+                DirtyLead.objects.filter(lead_id__in=[pk for pk, again in mine if again]).update(
+                    claimed_at=None, remarked=False
+                )
+            return
+        except OperationalError:
+            if attempt == 2:
+                raise
+            log.warning("forgetting rescored marks met a deadlock; trying again", exc_info=True)
 
 
 def start_full_rescore(*, reason, as_of=None) -> RescoreJob:
