@@ -340,6 +340,7 @@ def test_a_version_that_scores_no_lead_previews_as_zeros(leads):
     assert result["backtest"]["n"] == 0
     assert result["backtest"]["draft"]["auc"] is None
     assert result["backtest"]["draft"]["precision"] is None
+    assert whatif.backtest(version, as_of=AS_OF) == result["backtest"]  # the backtest alone, over no lead
 
 
 # --- The pure ranking measures -------------------------------------------------------------------------------
