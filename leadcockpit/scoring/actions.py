@@ -15,7 +15,7 @@ from .rescoring import RescoreResult, lead_id_bounds, rescore
 
 log = logging.getLogger(__name__)
 
-DIRTY_BATCH = 2_000  # one transaction per batch, holding its leads: small batches keep that short
+DIRTY_BATCH = 2_000  # leads claimed and rescored at a time: one rescore statement set, a few seconds at most
 CLAIM_TIMEOUT = timezone.timedelta(minutes=5)  # a claim this old belongs to a worker that died
 # The decay tick writes a lead when its band, temperature, grade or MQL state changes, or its interest moves by
 # this much: the list shows whole points, and an hourly tick would otherwise rewrite nearly every lead.
@@ -44,7 +44,10 @@ def mark_dirty(*, lead_ids):
             chunk = ids[start : start + 500]
             rows = ", ".join(["(%s, %s, NULL, %s)"] * len(chunk))
             upsert = f"INSERT INTO {table} (lead_id, marked_at, claimed_at, remarked) VALUES {rows} "  # noqa: S608
-            upsert += f"ON CONFLICT (lead_id) DO UPDATE SET remarked = ({table}.claimed_at IS NOT NULL)"
+            upsert += (  # as ingest's statement marks (capture.actions); the row is locked even where WHERE fails
+                f"ON CONFLICT (lead_id) DO UPDATE SET remarked = TRUE "
+                f"WHERE {table}.claimed_at IS NOT NULL AND NOT {table}.remarked"
+            )
             cursor.execute(upsert, [value for pk in chunk for value in (pk, now, False)])
     transaction.on_commit(_enqueue_dirty)
 

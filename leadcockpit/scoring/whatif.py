@@ -223,19 +223,6 @@ def _fit_spec(c):
     return [c.kind, c.field, c.operator, c.value, float(c.points)]
 
 
-def _interest_spec(c):
-    return [
-        sorted(c.touchpoint_kinds or []),
-        c.url_contains,
-        c.channel_id,
-        c.search_contains,
-        c.lookback_days,
-        None if c.half_life_days is None else float(c.half_life_days),
-        float(c.points),
-        None if c.cap is None else float(c.cap),
-    ]
-
-
 def _differences(old, new, spec):
     """(criteria of `old` not in `new` as they were, criteria of `new` not in `old` as they are), by key."""
     old_by_key = {c.key: c for c in old}
@@ -655,11 +642,12 @@ def _passes(d, cursor, plan, *, since, outcomes_only=False):
         leads = waiting if leads is None else leads.without(leads.waiting == 1).plus(waiting)
     # The stage decides where it tells (won, lost); else a decided handover does.
     ids, outcomes = handed
-    place = np.minimum(np.searchsorted(ids, leads.id), max(len(ids) - 1, 0))
-    found = ids[place] == leads.id if len(ids) else np.zeros(len(leads), dtype=bool)
-    leads.outcome = np.where(
-        leads.outcome > 0, leads.outcome, np.where(found, outcomes[place] if len(ids) else 0, 0)
-    )
+    by_handover = np.zeros(len(leads), dtype=np.int64)
+    if len(ids):
+        place = np.minimum(np.searchsorted(ids, leads.id), len(ids) - 1)
+        found = ids[place] == leads.id
+        by_handover[found] = outcomes[place[found]]
+    leads.outcome = np.where(leads.outcome > 0, leads.outcome, by_handover)
     return leads
 
 
@@ -758,8 +746,8 @@ def backtest(version, *, as_of=None) -> dict:
     return _plan_and_run(version, as_of, work)
 
 
-def _counts(values, labels, mask=None):
-    counted = np.bincount(values if mask is None else values[mask], minlength=len(labels))
+def _counts(values, labels):
+    counted = np.bincount(values, minlength=len(labels))
     return {label: int(counted[index]) for index, label in enumerate(labels)}
 
 
